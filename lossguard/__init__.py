@@ -5,7 +5,29 @@
 compiled with them saves and loads with plain `keras.saving.load_model`.
 """
 
-from lossguard import losses
-from lossguard._version import __version__
+import logging
 
-__all__ = ["__version__", "losses"]
+from lossguard import losses, metrics
+from lossguard._version import __version__
+from lossguard.callbacks import LossSanityCallback
+from lossguard.diagnosis import (
+    Code,
+    Finding,
+    LossSanityError,
+    LossSanityWarning,
+    Report,
+)
+
+logging.getLogger("lossguard").addHandler(logging.NullHandler())
+
+__all__ = [
+    "Code",
+    "Finding",
+    "LossSanityCallback",
+    "LossSanityError",
+    "LossSanityWarning",
+    "Report",
+    "__version__",
+    "losses",
+    "metrics",
+]

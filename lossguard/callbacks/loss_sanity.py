@@ -1,0 +1,393 @@
+"""`LossSanityCallback`: every training batch's true loss, explained."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+import os
+import warnings
+
+import keras
+import numpy as np
+from keras import ops
+
+from lossguard.diagnosis.checks import check_batch, check_config
+from lossguard.diagnosis.collect import BatchCollector
+from lossguard.diagnosis.findings import (
+    Code,
+    Finding,
+    LossSanityError,
+    LossSanityWarning,
+    Report,
+)
+from lossguard.diagnosis.specs import output_specs
+
+logger = logging.getLogger("lossguard")
+
+ACTIONS = ("warn", "raise", "stop", "record")
+#: History columns first in order (SPEC); the rest follow as measured.
+LEADING_COLUMNS = (
+    "epoch",
+    "step",
+    "loss",
+    "data_loss",
+    "aux_loss",
+    "running_loss",
+    "label_min",
+    "label_sum_min",
+    "label_sum_max",
+    "pred_min",
+    "pred_max",
+    "pred_sum_min",
+    "pred_sum_max",
+    "weight_min",
+)
+_AGGREGATE = {
+    "label_min": min,
+    "label_sum_min": min,
+    "label_sum_max": max,
+    "pred_min": min,
+    "pred_max": max,
+    "pred_sum_min": min,
+    "pred_sum_max": max,
+    "weight_min": min,
+}
+
+
+class LossSanityCallback(keras.callbacks.Callback):
+    """Watches every training batch's true loss, labels, predictions and weights.
+
+    It wraps the model's `compute_loss` for the duration of `fit`, so the
+    statistics are computed inside the train step on the exact batch (no extra
+    forward pass) and written to a small buffer that is read once per batch.
+    Keras' batch `logs["loss"]` is the epoch's running mean; `history["loss"]`
+    is the loss *of that batch*.
+
+    With `steps_per_execution=N`, Keras calls batch hooks once per N steps;
+    every step is still recorded (the buffer keeps them all), and findings
+    carry the exact step, but `action="raise"`/`"stop"` acts at the end of
+    the N-step chunk.
+
+    Args:
+        action: `"warn"` (one `LossSanityWarning` per code), `"raise"`
+            (`LossSanityError` with the report on the first error finding),
+            `"stop"` (sets `model.stop_training`), or `"record"`.
+        log_path: Optional `.csv` or `.parquet` path; the history is written
+            there as training runs, flushed every epoch (and every
+            `flush_every` batches).
+        flush_every: Batches between flushes of `log_path` (default 100).
+        capacity: Rows the in-graph buffer holds between reads.
+
+    Example:
+
+    >>> cb = LossSanityCallback(action="record")
+    >>> cb.findings
+    []
+    >>> # model.fit(x, y, callbacks=[cb]); print(cb.report); cb.history
+    """
+
+    def __init__(self, action="warn", *, log_path=None, flush_every=100, capacity=256):
+        super().__init__()
+        if action not in ACTIONS:
+            raise ValueError(
+                f"`action` must be one of {ACTIONS}. Received: action={action!r}."
+            )
+        if not isinstance(capacity, int) or capacity < 1:
+            raise ValueError(
+                f"`capacity` must be a positive int. Received: capacity={capacity!r}."
+            )
+        if log_path is not None and not str(log_path).endswith((".csv", ".parquet")):
+            raise ValueError(
+                "`log_path` must end in .csv or .parquet. "
+                f"Received: log_path={log_path!r}."
+            )
+        self.action = action
+        self.log_path = None if log_path is None else os.fspath(log_path)
+        self.flush_every = flush_every
+        self.capacity = capacity
+        self.findings: list[Finding] = []
+        self._rows: list[dict] = []
+        self._flushed = 0
+        self._installed = False
+        self._blind_reason = None
+
+    # ------------------------------------------------------------ results
+    @property
+    def report(self) -> Report:
+        return Report(self.findings)
+
+    @property
+    def history(self):
+        import pandas as pd
+
+        frame = pd.DataFrame(self._rows)
+        if frame.empty:
+            return pd.DataFrame(columns=list(LEADING_COLUMNS))
+        lead = [c for c in LEADING_COLUMNS if c in frame.columns]
+        return frame[lead + [c for c in frame.columns if c not in lead]]
+
+    # ------------------------------------------------------- installation
+    def on_train_begin(self, logs=None):
+        model = self.model
+        self.specs = output_specs(model)
+        self._collector = BatchCollector(model, self.specs)
+        spe = int(getattr(model, "steps_per_execution", 1) or 1)
+        self._capacity = max(self.capacity, 2 * spe)
+        width = len(self._collector.keys) + 1
+        self._buffer = keras.Variable(
+            np.full((self._capacity, width), np.nan, "float32"),
+            trainable=False,
+            name="lossguard_batch_stats",
+        )
+        self._counter = keras.Variable(
+            0, dtype="int32", trainable=False, name="lossguard_steps"
+        )
+        self._seen = 0
+        self._epoch = 0
+        self._epoch_start = 0
+        self._blind_reason = None
+        self._trace_error = None
+        self._custom_train_step = type(model).train_step is not (
+            keras.Model.train_step
+        ) and "train_step" in _own_methods(type(model))
+        self._install()
+        for finding in check_config(self.specs):
+            self._add(finding)
+
+    def _install(self):
+        model = self.model
+        original = model.compute_loss
+        takes_training = "training" in inspect.signature(original).parameters
+        had_own = "compute_loss" in vars(model)
+        self._restore = (had_own, vars(model).get("compute_loss"))
+
+        def compute_loss(
+            x=None, y=None, y_pred=None, sample_weight=None, training=True
+        ):
+            if takes_training:
+                loss = original(x, y, y_pred, sample_weight, training=training)
+            else:
+                loss = original(x, y, y_pred, sample_weight)
+            if training and loss is not None:
+                self._record_in_graph(x, y, y_pred, sample_weight, loss)
+            return loss
+
+        model.compute_loss = compute_loss
+        model.make_train_function(force=True)
+        inner = model.train_function
+
+        def train_function(iterator):
+            try:
+                return inner(iterator)
+            except Exception as error:  # noqa: BLE001 - re-raised below
+                self._on_crash(error)
+                raise
+
+        model.train_function = train_function
+        self._installed = True
+
+    def _uninstall(self):
+        if not self._installed:
+            return
+        model = self.model
+        had_own, previous = self._restore
+        if had_own:
+            model.compute_loss = previous
+        else:
+            vars(model).pop("compute_loss", None)
+        model.make_train_function(force=True)
+        self._installed = False
+
+    def _record_in_graph(self, x, y, y_pred, sample_weight, loss):
+        """Runs while Keras traces the train step: builds the stats ops."""
+        try:
+            stats = self._collector.row(x, y, y_pred, sample_weight, loss)
+            packed = self._collector.pack(stats)
+        except Exception as error:  # noqa: BLE001 - never break the user's fit
+            self._trace_error = error
+            logger.debug("lossguard could not build its statistics", exc_info=True)
+            return
+        step = self._counter + 1
+        row = ops.concatenate([ops.expand_dims(ops.cast(step, "float32"), 0), packed])
+        index = ops.expand_dims(ops.expand_dims(self._counter % self._capacity, 0), 0)
+        self._buffer.assign(
+            ops.scatter_update(self._buffer, index, ops.expand_dims(row, 0))
+        )
+        self._counter.assign_add(1)
+
+    # ------------------------------------------------------------- hooks
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        self._epoch_start = int(self._counter.numpy()) if self._installed else 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not self._installed:
+            return
+        buffer = self._buffer.numpy()
+        steps = buffer[:, 0]
+        fresh = np.flatnonzero(steps > self._seen)
+        if fresh.size == 0:
+            self._blind(batch, logs)
+            return
+        fresh = fresh[np.argsort(steps[fresh])]
+        first_new = int(steps[fresh[0]])
+        if first_new > self._seen + 1:
+            logger.warning(
+                "lossguard lost %d steps' statistics (more steps ran between "
+                "reads than capacity=%d holds).",
+                first_new - self._seen - 1,
+                self._capacity,
+            )
+        running = _scalar(logs, "loss")
+        for i in fresh:
+            self._record(buffer[i], running if i == fresh[-1] else math.nan)
+        self._seen = int(steps[fresh[-1]])
+        if self.log_path and len(self._rows) - self._flushed >= self.flush_every:
+            self._flush()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._flush()
+
+    def on_train_end(self, logs=None):
+        self._flush()
+        self._uninstall()
+
+    # ------------------------------------------------------------ helpers
+    def _record(self, values, running):
+        global_step = int(values[0])
+        row = self._collector.unpack(values[1:])
+        step = global_step - self._epoch_start - 1
+        if not self._collector.single:
+            for key, reduce in _AGGREGATE.items():
+                vals = [row[f"{s.name}/{key}"] for s in self.specs]
+                vals = [v for v in vals if not math.isnan(v)]
+                row[key] = reduce(vals) if vals else math.nan
+        row.update(
+            epoch=self._epoch,
+            step=step,
+            global_step=global_step - 1,
+            running_loss=running,
+        )
+        self._rows.append(row)
+        for finding in check_batch(row, self.specs, self._epoch, step):
+            self._add(finding)
+
+    def _add(self, finding: Finding):
+        if any(f.code == finding.code for f in self.findings):
+            return
+        self.findings.append(finding)
+        log = (
+            logger.error
+            if finding.severity == "error"
+            else (logger.warning if finding.severity == "warning" else logger.info)
+        )
+        log("%s", finding)
+        if self.action == "warn" and finding.severity != "info":
+            warnings.warn(str(finding), LossSanityWarning, stacklevel=2)
+        elif finding.severity == "error" and self.action == "stop":
+            self.model.stop_training = True
+        elif finding.severity == "error" and self.action == "raise":
+            self._flush()
+            self._uninstall()
+            raise LossSanityError(self.report)
+
+    def _blind(self, batch, logs):
+        """The train step never called compute_loss: say so once, then log."""
+        if self._blind_reason is None:
+            if self._trace_error is not None:
+                reason = (
+                    f"building its statistics failed "
+                    f"({type(self._trace_error).__name__}: {self._trace_error})"
+                )
+            elif self._custom_train_step:
+                reason = (
+                    f"{type(self.model).__name__} overrides train_step and "
+                    "does not call compute_loss"
+                )
+            else:
+                reason = "the train step did not call model.compute_loss"
+            self._blind_reason = reason
+            warnings.warn(
+                f"lossguard cannot see the batches of this model: {reason}. It "
+                "records only Keras' running-mean loss (history['running_loss']), "
+                "so it cannot check labels, predictions or weights.",
+                LossSanityWarning,
+                stacklevel=2,
+            )
+        self._rows.append(
+            {"epoch": self._epoch, "step": batch, "running_loss": _scalar(logs, "loss")}
+        )
+
+    def _on_crash(self, error):
+        self._flush()
+        self._uninstall()
+        finding = _finding_from_error(error, self.specs, self._epoch)
+        if finding is None:
+            return
+        self._add_quietly(finding)
+        if self.action == "raise":
+            raise LossSanityError(self.report) from error
+
+    def _add_quietly(self, finding):
+        if all(f.code != finding.code for f in self.findings):
+            self.findings.append(finding)
+            logger.error("%s", finding)
+            if self.action == "warn":
+                warnings.warn(str(finding), LossSanityWarning, stacklevel=3)
+
+    def _flush(self):
+        if not self.log_path or self._flushed == len(self._rows):
+            return
+        frame = self.history
+        if self.log_path.endswith(".parquet"):
+            frame.to_parquet(self.log_path, index=False)
+        else:
+            new = frame.iloc[self._flushed :]
+            new.to_csv(
+                self.log_path,
+                mode="a" if self._flushed else "w",
+                header=self._flushed == 0,
+                index=False,
+            )
+        self._flushed = len(self._rows)
+
+
+def _scalar(logs, key):
+    try:
+        return float(np.asarray((logs or {}).get(key, math.nan)))
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _own_methods(cls):
+    names = set()
+    for klass in cls.__mro__:
+        if klass.__module__.startswith("keras"):
+            break
+        names.update(vars(klass))
+    return names
+
+
+def _finding_from_error(error, specs, epoch):
+    """A sparse label outside [0, K) crashes TensorFlow on CPU: explain it."""
+    text = str(error)
+    if "label value" not in text and "not in [0" not in text:
+        return None
+    sparse = [s for s in specs if s.kind == "sparse"]
+    if not sparse:
+        return None
+    spec = sparse[0]
+    k = spec.units
+    first_line = text.strip().splitlines()[0][:300]
+    return Finding(
+        Code.LABELS_OUT_OF_RANGE,
+        "error",
+        f"A sparse label of output '{spec.name}' is outside [0, {k}); TensorFlow "
+        f"stopped the train step: {first_line}",
+        f"Sparse cross-entropy reads p[y]; an id outside [0, {k}) has no "
+        "prediction to read, so TensorFlow raises on CPU (and returns NaN on GPU).",
+        "Use ids in [0, vocab_size), or pass ignore_class=pad_id for a padding id.",
+        {"output": spec.name, "valid_range": f"[0, {k})", "error": first_line},
+        epoch=epoch,
+    )

@@ -1,0 +1,106 @@
+"""One batch -> one row of named statistics (tensors), for every output.
+
+The callback packs the row into a buffer inside the train step; `diagnose`
+evaluates it eagerly. Both then hand the row to `checks.check_batch`.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from lossguard.diagnosis.specs import OutputSpec, output_specs
+from lossguard.metrics import NAN, OUTPUT_KEYS, output_statistics
+
+GLOBAL_KEYS = ("loss", "data_loss", "aux_loss", "x_nonfinite", "aux_nonfinite")
+
+
+def _may_add_loss(layer) -> bool:
+    """Layers whose `losses` can be non-empty: regularised, custom or nested."""
+    if isinstance(layer, keras.Model):
+        return True
+    if any(
+        name.endswith("regularizer") and value is not None
+        for name, value in vars(layer).items()
+    ):
+        return True
+    return not type(layer).__module__.startswith("keras")
+
+
+def _by_output(value, names):
+    """Spread y / y_pred / sample_weight structures over output names."""
+    if value is None:
+        return [None] * len(names)
+    if isinstance(value, dict):
+        return [value.get(n) for n in names]
+    if isinstance(value, list | tuple) and len(names) > 1:
+        return list(value)
+    if isinstance(value, list | tuple) and len(value) == 1:
+        return [value[0]]
+    return [value]
+
+
+def _nonfinite_inputs(x):
+    flags = [
+        ops.logical_not(ops.all(ops.isfinite(t)))
+        for t in keras.tree.flatten(x)
+        if t is not None and "float" in str(getattr(t, "dtype", ""))
+    ]
+    if not flags:
+        return ops.convert_to_tensor(0.0)
+    return ops.cast(ops.any(ops.stack(flags)), "float32")
+
+
+class BatchCollector:
+    """Knows a model's outputs and extra-loss layers; builds a batch's row."""
+
+    def __init__(self, model, specs: list[OutputSpec] | None = None):
+        self.model = model
+        self.specs = specs if specs is not None else output_specs(model)
+        self.names = [s.name for s in self.specs]
+        self.single = len(self.specs) == 1
+        self.aux_layers = [
+            layer for layer in getattr(model, "layers", []) if _may_add_loss(layer)
+        ]
+        self.keys = list(GLOBAL_KEYS)
+        self.keys += [f"aux:{layer.name}" for layer in self.aux_layers]
+        self.keys.append("aux:other")
+        for spec in self.specs:
+            prefix = "" if self.single else f"{spec.name}/"
+            self.keys += [prefix + key for key in OUTPUT_KEYS]
+
+    def row(self, x, y, y_pred, sample_weight, loss):
+        """The batch's statistics as a dict of float32 scalar tensors."""
+        stats = dict.fromkeys(self.keys, ops.convert_to_tensor(NAN))
+        stats["loss"] = ops.cast(loss, "float32")
+        terms = [ops.cast(ops.sum(t), "float32") for t in self.model.losses]
+        aux = ops.sum(ops.stack(terms)) if terms else ops.convert_to_tensor(0.0)
+        stats["aux_loss"] = aux
+        stats["aux_nonfinite"] = ops.cast(ops.logical_not(ops.isfinite(aux)), "float32")
+        stats["data_loss"] = stats["loss"] - aux
+        stats["x_nonfinite"] = _nonfinite_inputs(x)
+        attributed = ops.convert_to_tensor(0.0)
+        for layer in self.aux_layers:
+            own = [ops.cast(ops.sum(t), "float32") for t in layer.losses]
+            value = ops.sum(ops.stack(own)) if own else ops.convert_to_tensor(0.0)
+            stats[f"aux:{layer.name}"] = value
+            attributed = attributed + value
+        stats["aux:other"] = aux - attributed
+        ys = _by_output(y, self.names)
+        preds = _by_output(y_pred, self.names)
+        weights = _by_output(sample_weight, self.names)
+        if len(weights) == 1 and len(self.names) > 1:
+            weights = weights * len(self.names)
+        for spec, yt, yp, sw in zip(self.specs, ys, preds, weights, strict=False):
+            if yt is None or yp is None:
+                continue
+            prefix = "" if self.single else f"{spec.name}/"
+            for key, value in output_statistics(yt, yp, sw, spec).items():
+                stats[prefix + key] = value
+        return stats
+
+    def pack(self, stats):
+        return ops.stack([ops.cast(stats[k], "float32") for k in self.keys])
+
+    def unpack(self, values) -> dict:
+        return {k: float(v) for k, v in zip(self.keys, values, strict=True)}
