@@ -17,6 +17,7 @@ from lossguard.diagnosis import (
     LossSanityWarning,
     Report,
 )
+from lossguard.diagnosis.diagnose import diagnose
 
 logging.getLogger("lossguard").addHandler(logging.NullHandler())
 
@@ -28,6 +29,7 @@ __all__ = [
     "LossSanityWarning",
     "Report",
     "__version__",
+    "diagnose",
     "losses",
     "metrics",
 ]

@@ -1,0 +1,210 @@
+"""`diagnose(model, data)`: the callback's checks, before (or after) training."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from lossguard.diagnosis.checks import check_batch, check_config
+from lossguard.diagnosis.collect import BatchCollector
+from lossguard.diagnosis.findings import Code, Finding, Report
+
+#: Share of target positions equal to the padding id that counts as "most".
+PADDING_SHARE = 0.5
+#: Share of positions where decoder input == target that means "not shifted".
+COPY_SHARE = 0.5
+
+
+def _batches(x, y, sample_weight, batch_size, batches):
+    """Yield (x, y, sample_weight) batches from arrays, datasets or generators."""
+    if y is None and not isinstance(x, np.ndarray | dict | list | tuple):
+        iterator = iter(x)  # tf.data.Dataset, PyDataset, generator
+        for element in itertools.islice(iterator, batches):
+            if not isinstance(element, tuple) or len(element) < 2:
+                raise ValueError(
+                    "Each element of `x` must be (x, y) or (x, y, sample_weight). "
+                    f"Received an element of type {type(element).__name__}."
+                )
+            yield (*element, None)[:3]
+        return
+    if y is None:
+        raise ValueError("`y` is required when `x` holds arrays. Received: y=None.")
+    import keras
+
+    first = keras.tree.flatten(x)[0]
+    n = len(first)
+    if n == 0:
+        raise ValueError("`x` is empty: there is no batch to diagnose.")
+    for other in keras.tree.flatten(y):
+        if len(other) != n:
+            raise ValueError(
+                f"`x` has {n} samples but `y` has {len(other)}. They must match."
+            )
+    for start in range(0, min(n, batch_size * batches), batch_size):
+        piece = slice(start, start + batch_size)
+        yield (
+            keras.tree.map_structure(lambda a: np.asarray(a)[piece], x),
+            keras.tree.map_structure(lambda a: np.asarray(a)[piece], y),
+            None if sample_weight is None else np.asarray(sample_weight)[piece],
+        )
+
+
+def diagnose(model, x, y=None, sample_weight=None, batches=8, batch_size=32):
+    """Run the model on a few batches and explain every fault the data shows.
+
+    Args:
+        model: A compiled Keras model (it is only called in inference mode;
+            weights and compile state are left as they are).
+        x: Input arrays (a list or dict for several inputs), or a
+            `tf.data.Dataset` / `keras.utils.PyDataset` / generator yielding
+            `(x, y)` or `(x, y, sample_weight)`.
+        y: Labels, when `x` holds arrays.
+        sample_weight: Optional weights, any shape that broadcasts.
+        batches: At most this many batches are examined.
+        batch_size: Batch size for arrays.
+
+    Returns:
+        A `Report`.
+
+    Raises:
+        ValueError: For an uncompiled model, empty data, or data that does
+            not fit the model (with what was expected and received).
+    """
+    if getattr(model, "loss", None) is None and not getattr(model, "compiled", False):
+        raise ValueError(
+            "`model` is not compiled: diagnose() checks the loss it was compiled "
+            "with. Call model.compile(optimizer=..., loss=...) first."
+        )
+    collector = BatchCollector(model)
+    specs = collector.specs
+    found: dict[str, Finding] = {}
+    for finding in check_config(specs):
+        found.setdefault(finding.code, finding)
+    seen = 0
+    for step, (bx, by, bw) in enumerate(
+        _batches(x, y, sample_weight, batch_size, batches)
+    ):
+        seen += 1
+        try:
+            y_pred = model(bx, training=False)
+            loss = model.compute_loss(bx, by, y_pred, bw, training=False)
+            row = collector.row(bx, by, y_pred, bw, loss)
+        except (ValueError, TypeError) as error:
+            raise ValueError(
+                f"The data does not fit the model on batch {step}: {error}"
+            ) from error
+        except Exception as error:  # TensorFlow's own errors
+            if "label value" in str(error) or "not in [0" in str(error):
+                row = None
+                found.setdefault(
+                    Code.LABELS_OUT_OF_RANGE.value,
+                    _sparse_range(specs, str(error), step),
+                )
+                continue
+            raise ValueError(
+                f"The model failed on batch {step}: {type(error).__name__}: "
+                f"{str(error).strip().splitlines()[0][:300]}"
+            ) from error
+        values = {k: float(np.asarray(v)) for k, v in row.items()}
+        for finding in check_batch(values, specs, epoch=None, step=step):
+            found.setdefault(finding.code, finding)
+        for finding in _seq2seq_checks(bx, by, bw, y_pred, specs, step):
+            found.setdefault(finding.code, finding)
+    if seen == 0:
+        raise ValueError("The data yielded no batch: there is nothing to diagnose.")
+    return Report(found.values())
+
+
+def _sparse_range(specs, text, step):
+    spec = next((s for s in specs if s.kind == "sparse"), specs[0])
+    first = text.strip().splitlines()[0][:300]
+    return Finding(
+        Code.LABELS_OUT_OF_RANGE,
+        "error",
+        f"A sparse label of output '{spec.name}' is outside [0, {spec.units}): {first}",
+        f"Sparse cross-entropy reads p[y]; an id outside [0, {spec.units}) has no "
+        "prediction to read, so TensorFlow raises on CPU (NaN on GPU).",
+        "Use ids in [0, vocab_size), or pass ignore_class=pad_id for a padding id.",
+        {"output": spec.name, "error": first},
+        step=step,
+    )
+
+
+def _target_ids(y, spec):
+    y = np.asarray(y)
+    if spec.kind == "sparse":
+        return y.squeeze(-1) if y.ndim >= 2 and y.shape[-1] == 1 else y
+    if spec.kind == "categorical" and y.ndim == 3:
+        return y.argmax(-1)
+    return None
+
+
+def _seq2seq_checks(x, y, w, y_pred, specs, step):
+    if len(specs) != 1:
+        return []
+    spec = specs[0]
+    ids = _target_ids(y, spec)
+    if ids is None or ids.ndim != 2:
+        return []
+    found = []
+    import keras
+
+    inputs = [np.asarray(t) for t in keras.tree.flatten(x)]
+    pad = 0
+    real = ids != pad
+    for i, tokens in enumerate(inputs):
+        if tokens.shape != ids.shape or not np.issubdtype(tokens.dtype, np.integer):
+            continue
+        same = (tokens == ids) & real
+        share = same.sum() / max(real.sum(), 1)
+        if share > COPY_SHARE:
+            found.append(
+                Finding(
+                    Code.DECODER_TARGET_NOT_SHIFTED,
+                    "error",
+                    f"Input {i} equals the target at the same position for "
+                    f"{share:.1%} of the non-padding positions.",
+                    "With teacher forcing the decoder must see the target up to step "
+                    "t-1 to predict step t. Fed the target at step t itself, it only "
+                    "has to copy its input, so the loss collapses towards 0 in "
+                    "training and the model cannot generate anything.",
+                    "Feed [start] + target[:-1] as the decoder input "
+                    "(decoder_input[:, 1:] = target[:, :-1]).",
+                    {"input": i, "copy_share": float(share)},
+                    step=step,
+                )
+            )
+    pad_share = float((ids == pad).mean())
+    masked = getattr(y_pred, "_keras_mask", None) is not None
+    ignored = spec.ignore_class == pad
+    weighted = w is not None and np.all(
+        np.broadcast_to(
+            np.asarray(w).reshape(np.asarray(w).shape + (1,) * (ids.ndim - np.ndim(w))),
+            ids.shape,
+        )[ids == pad]
+        == 0
+    )
+    if pad_share > PADDING_SHARE and not (masked or ignored or weighted):
+        found.append(
+            Finding(
+                Code.PADDING_NOT_MASKED,
+                "warning",
+                f"{pad_share:.1%} of the target positions are the padding id {pad} and "
+                "nothing masks them.",
+                "The loss is averaged over every position; padding is trivially easy "
+                "to predict, so it dominates the mean: the loss and accuracy mostly "
+                "measure how well the model predicts padding.",
+                "Embedding(mask_zero=True) on the decoder input, ignore_class=0 in a "
+                "sparse cross-entropy, or sample weights of 0 on padding.",
+                {
+                    "pad_id": pad,
+                    "pad_share": pad_share,
+                    "mask": masked,
+                    "ignore_class": spec.ignore_class,
+                    "sample_weight": w is not None,
+                },
+                step=step,
+            )
+        )
+    return found

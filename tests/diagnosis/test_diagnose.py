@@ -1,0 +1,148 @@
+"""diagnose() on real models and data, before any training."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import lossguard
+from tests.helpers import T, V, classifier, onehot, seq2seq, token_data
+
+
+def quiet(report):
+    return [f for f in report if f.severity in ("error", "warning")]
+
+
+def two_input_seq2seq(mask_zero=True):
+    enc = keras.Input((T,), dtype="int32")
+    dec = keras.Input((T,), dtype="int32")
+    emb = keras.layers.Embedding(V, 8, mask_zero=mask_zero)
+    _, h, c = keras.layers.LSTM(12, return_state=True)(emb(enc))
+    seq = keras.layers.LSTM(12, return_sequences=True)(emb(dec), initial_state=[h, c])
+    return keras.Model([enc, dec], keras.layers.Dense(V, activation="softmax")(seq))
+
+
+def test_negative_labels_before_training_with_evidence():
+    x, ids = token_data()
+    y = onehot(ids)
+    y[3, 2] = -1.0
+    model = seq2seq()
+    model.compile("adam", "categorical_crossentropy")
+    weights = [w.copy() for w in model.get_weights()]
+    report = lossguard.diagnose(model, x, y, batch_size=10)
+    f = report.get("NEGATIVE_LABELS")
+    assert f.step == 0 and f.evidence["first_sample"] == 3
+    assert f.evidence["first_position"] == 2 and f.evidence["label_min"] == -1.0
+    for before, after in zip(weights, model.get_weights(), strict=True):
+        np.testing.assert_array_equal(before, after)
+
+
+def test_decoder_target_not_shifted():
+    x, ids = token_data()
+    model = two_input_seq2seq()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    report = lossguard.diagnose(model, [x, ids], ids)  # decoder input == target
+    f = report.get("DECODER_TARGET_NOT_SHIFTED")
+    assert f.evidence["input"] == 1 and f.evidence["copy_share"] == 1.0
+    shifted = np.concatenate([np.ones((40, 1), int), ids[:, :-1]], axis=1)
+    assert (
+        "DECODER_TARGET_NOT_SHIFTED"
+        not in lossguard.diagnose(model, [x, shifted], ids).codes
+    )
+
+
+def test_padding_not_masked_and_masked_variants():
+    x, ids = token_data(pad_tail=3)
+    model = seq2seq(mask_zero=False)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    f = lossguard.diagnose(model, x, ids).get("PADDING_NOT_MASKED")
+    assert f.evidence["pad_share"] == pytest.approx(3 / T)
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(ignore_class=0))
+    assert quiet(lossguard.diagnose(model, x, ids)) == []
+    masked = seq2seq(mask_zero=True)
+    masked.compile("adam", "sparse_categorical_crossentropy")
+    assert quiet(lossguard.diagnose(masked, x, ids)) == []
+
+
+@pytest.mark.parametrize(
+    "case", ["onehot", "sparse", "smoothing", "logits", "binary", "l2"]
+)
+def test_healthy_models_are_quiet(case):
+    x, ids = token_data(pad_tail=1)
+    model, y, loss = seq2seq(), ids, "sparse_categorical_crossentropy"
+    if case == "onehot":
+        y, loss = onehot(ids), "categorical_crossentropy"
+    elif case == "smoothing":
+        y, loss = onehot(ids), keras.losses.CategoricalCrossentropy(label_smoothing=0.1)
+    elif case == "logits":
+        model = seq2seq(activation=None)
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    elif case == "l2":
+        model = seq2seq(regularizer=keras.regularizers.L2(1e-3))
+    elif case == "binary":
+        rng = np.random.default_rng(0)
+        model, loss = classifier(units=1, activation="sigmoid"), "binary_crossentropy"
+        x, y = rng.normal(size=(40, 4)), rng.integers(0, 2, (40, 1)).astype("float32")
+    model.compile("adam", loss)
+    report = lossguard.diagnose(model, x, y)
+    assert quiet(report) == [], str(report)
+
+
+def test_tf_data_and_generator_inputs():
+    x, ids = token_data()
+    y = onehot(ids)
+    y[0] *= -1
+    model = seq2seq()
+    model.compile("adam", "categorical_crossentropy")
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+    assert "NEGATIVE_LABELS" in lossguard.diagnose(model, ds, batches=2).codes
+    gen = ((x[i : i + 8], y[i : i + 8]) for i in range(0, 40, 8))
+    assert "NEGATIVE_LABELS" in lossguard.diagnose(model, gen).codes
+
+
+def test_nonfinite_label_source_named():
+    x, ids = token_data()
+    y = onehot(ids)
+    y[1, 1, 1] = np.nan
+    model = seq2seq()
+    model.compile("adam", "categorical_crossentropy")
+    f = lossguard.diagnose(model, x, y).get("NONFINITE_LOSS")
+    assert f.evidence["source"].startswith("labels")
+
+
+def test_bad_input_is_a_clear_error():
+    x, ids = token_data()
+    model = seq2seq()
+    with pytest.raises(ValueError, match="not compiled"):
+        lossguard.diagnose(model, x, ids)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match="40 samples but `y` has 39"):
+        lossguard.diagnose(model, x, ids[:-1])
+    with pytest.raises(ValueError, match="empty"):
+        lossguard.diagnose(model, x[:0], ids[:0])
+    with pytest.raises(ValueError, match="no batch"):
+        lossguard.diagnose(model, iter([]))
+
+
+def test_report_renders():
+    x, ids = token_data()
+    y = onehot(ids) * -1
+    model = seq2seq()
+    model.compile("adam", "categorical_crossentropy")
+    report = lossguard.diagnose(model, x, y)
+    frame = report.to_frame()
+    assert list(frame.columns) == [
+        "code",
+        "severity",
+        "message",
+        "fix",
+        "epoch",
+        "step",
+        "evidence",
+    ]
+    assert str(report).splitlines()[-1].startswith("First thing to fix")
+    assert repr(report).startswith("<Report 2 error(s)")
+    assert "<table>" in report._repr_html_()
+    import json
+
+    assert json.loads(report.to_json())["findings"][0]["severity"] == "error"
