@@ -41,13 +41,14 @@ def _batches(x, y, sample_weight, batch_size, batches):
             raise ValueError(
                 f"`x` has {n} samples but `y` has {len(other)}. They must match."
             )
+
+    def take(structure, piece):
+        return keras.tree.map_structure(lambda a: np.asarray(a)[piece], structure)
+
     for start in range(0, min(n, batch_size * batches), batch_size):
         piece = slice(start, start + batch_size)
-        yield (
-            keras.tree.map_structure(lambda a: np.asarray(a)[piece], x),
-            keras.tree.map_structure(lambda a: np.asarray(a)[piece], y),
-            None if sample_weight is None else np.asarray(sample_weight)[piece],
-        )
+        weights = None if sample_weight is None else np.asarray(sample_weight)[piece]
+        yield take(x, piece), take(y, piece), weights
 
 
 def diagnose(model, x, y=None, sample_weight=None, batches=8, batch_size=32):
