@@ -12,10 +12,9 @@ import keras
 import numpy as np
 from keras import ops
 
-from lossguard.diagnosis.checks import check_batch, check_config
+from lossguard.diagnosis.checks import check_batch, check_config, sparse_label_crash
 from lossguard.diagnosis.collect import BatchCollector
 from lossguard.diagnosis.findings import (
-    Code,
     Finding,
     LossSanityError,
     LossSanityWarning,
@@ -322,7 +321,7 @@ class LossSanityCallback(keras.callbacks.Callback):
     def _on_crash(self, error):
         self._flush()
         self._uninstall()
-        finding = _finding_from_error(error, self.specs, self._epoch)
+        finding = sparse_label_crash(error, self.specs, self._epoch)
         if finding is None:
             return
         self._add_quietly(finding)
@@ -367,27 +366,3 @@ def _own_methods(cls):
             break
         names.update(vars(klass))
     return names
-
-
-def _finding_from_error(error, specs, epoch):
-    """A sparse label outside [0, K) crashes TensorFlow on CPU: explain it."""
-    text = str(error)
-    if "label value" not in text and "not in [0" not in text:
-        return None
-    sparse = [s for s in specs if s.kind == "sparse"]
-    if not sparse:
-        return None
-    spec = sparse[0]
-    k = spec.units
-    first_line = text.strip().splitlines()[0][:300]
-    return Finding(
-        Code.LABELS_OUT_OF_RANGE,
-        "error",
-        f"A sparse label of output '{spec.name}' is outside [0, {k}); TensorFlow "
-        f"stopped the train step: {first_line}",
-        f"Sparse cross-entropy reads p[y]; an id outside [0, {k}) has no "
-        "prediction to read, so TensorFlow raises on CPU (and returns NaN on GPU).",
-        "Use ids in [0, vocab_size), or pass ignore_class=pad_id for a padding id.",
-        {"output": spec.name, "valid_range": f"[0, {k})", "error": first_line},
-        epoch=epoch,
-    )

@@ -493,3 +493,45 @@ def check_config(specs: list[OutputSpec]):
                 )
             )
     return found
+
+
+# --------------------------------------------------------------------------
+# a crash TensorFlow raises instead of returning a loss
+# --------------------------------------------------------------------------
+def error_detail(error) -> str:
+    """The line of a TensorFlow error that carries the numbers."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    for line in lines:
+        if "label value" in line or "not in [0" in line:
+            return line[:300]
+    return lines[0][:300] if lines else type(error).__name__
+
+
+def sparse_label_crash(error, specs, epoch=None, step=None):
+    """A sparse label outside [0, K) aborts the step on CPU: explain it.
+
+    Only an error raised inside the loss counts: an Embedding input id out of
+    range fails with the same "not in [0, K)" wording, but in the model.
+    """
+    sparse = [s for s in specs if s.kind == "sparse"]
+    detail = error_detail(error)
+    nodes = [line for line in str(error).splitlines() if "node" in line]
+    in_loss = "label value" in detail or any(
+        "compile_loss" in line or "crossentropy" in line for line in nodes
+    )
+    if not sparse or "[0" not in detail or not in_loss:
+        return None
+    spec = sparse[0]
+    k = spec.units
+    return Finding(
+        Code.LABELS_OUT_OF_RANGE,
+        "error",
+        f"A sparse label of output '{spec.name}' is outside [0, {k}); TensorFlow "
+        f"stopped the step: {detail}",
+        f"Sparse cross-entropy reads p[y]; an id outside [0, {k}) has no "
+        "prediction to read, so TensorFlow raises on CPU (and returns NaN on GPU).",
+        "Use ids in [0, vocab_size), or pass ignore_class=pad_id for a padding id.",
+        {"output": spec.name, "valid_range": f"[0, {k})", "error": detail},
+        epoch=epoch,
+        step=step,
+    )

@@ -6,7 +6,12 @@ import itertools
 
 import numpy as np
 
-from lossguard.diagnosis.checks import check_batch, check_config
+from lossguard.diagnosis.checks import (
+    check_batch,
+    check_config,
+    error_detail,
+    sparse_label_crash,
+)
 from lossguard.diagnosis.collect import BatchCollector
 from lossguard.diagnosis.findings import Code, Finding, Report
 
@@ -96,17 +101,14 @@ def diagnose(model, x, y=None, sample_weight=None, batches=8, batch_size=32):
                 f"The data does not fit the model on batch {step}: {error}"
             ) from error
         except Exception as error:  # TensorFlow's own errors
-            if "label value" in str(error) or "not in [0" in str(error):
-                row = None
-                found.setdefault(
-                    Code.LABELS_OUT_OF_RANGE.value,
-                    _sparse_range(specs, str(error), step),
-                )
-                continue
-            raise ValueError(
-                f"The model failed on batch {step}: {type(error).__name__}: "
-                f"{str(error).strip().splitlines()[0][:300]}"
-            ) from error
+            crash = sparse_label_crash(error, specs, step=step)
+            if crash is None:
+                raise ValueError(
+                    f"The model failed on batch {step}: {type(error).__name__}: "
+                    f"{error_detail(error)}"
+                ) from error
+            found.setdefault(crash.code, crash)
+            continue
         values = {k: float(np.asarray(v)) for k, v in row.items()}
         for finding in check_batch(values, specs, epoch=None, step=step):
             found.setdefault(finding.code, finding)
@@ -115,21 +117,6 @@ def diagnose(model, x, y=None, sample_weight=None, batches=8, batch_size=32):
     if seen == 0:
         raise ValueError("The data yielded no batch: there is nothing to diagnose.")
     return Report(found.values())
-
-
-def _sparse_range(specs, text, step):
-    spec = next((s for s in specs if s.kind == "sparse"), specs[0])
-    first = text.strip().splitlines()[0][:300]
-    return Finding(
-        Code.LABELS_OUT_OF_RANGE,
-        "error",
-        f"A sparse label of output '{spec.name}' is outside [0, {spec.units}): {first}",
-        f"Sparse cross-entropy reads p[y]; an id outside [0, {spec.units}) has no "
-        "prediction to read, so TensorFlow raises on CPU (NaN on GPU).",
-        "Use ids in [0, vocab_size), or pass ignore_class=pad_id for a padding id.",
-        {"output": spec.name, "error": first},
-        step=step,
-    )
 
 
 def _target_ids(y, spec):

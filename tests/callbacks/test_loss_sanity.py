@@ -118,8 +118,21 @@ def test_sparse_id_out_of_range_crash_is_explained():
     with pytest.raises(lossguard.LossSanityError) as info:
         model.fit(x, ids, batch_size=10, verbose=0, callbacks=[cb], shuffle=False)
     assert "LABELS_OUT_OF_RANGE" in info.value.report.codes
-    assert f"[0, {V})" in str(info.value)
+    assert f"Received a label value of {V}" in str(info.value)
     assert "compute_loss" not in vars(model)  # the model is restored
+
+
+def test_embedding_input_out_of_range_is_not_called_a_label_fault():
+    x, ids = token_data()
+    x[25, 0] = V + 5  # an *input* id the Embedding has no row for
+    model = seq2seq()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    cb = lossguard.LossSanityCallback(action="raise")
+    with pytest.raises(Exception, match="not in") as info:
+        model.fit(x, ids, batch_size=10, verbose=0, callbacks=[cb], shuffle=False)
+    assert not isinstance(info.value, lossguard.LossSanityError)
+    assert "LABELS_OUT_OF_RANGE" not in cb.report.codes
+    assert "compute_loss" not in vars(model)
 
 
 def test_negative_sample_weights():

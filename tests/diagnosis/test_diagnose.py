@@ -146,3 +146,20 @@ def test_report_renders():
     import json
 
     assert json.loads(report.to_json())["findings"][0]["severity"] == "error"
+
+
+def test_sparse_label_out_of_range_versus_embedding_input_out_of_range():
+    x, ids = token_data()
+    model = seq2seq()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    bad_labels = ids.copy()
+    bad_labels[3, 1] = V
+    f = lossguard.diagnose(model, x, bad_labels, batch_size=10).get(
+        "LABELS_OUT_OF_RANGE"
+    )
+    assert f.step == 0 and f.evidence["valid_range"] == f"[0, {V})"
+    assert f"label value of {V}" in f.evidence["error"]
+    bad_inputs = x.copy()
+    bad_inputs[3, 1] = V + 5
+    with pytest.raises(ValueError, match=r"model failed on batch 0: .*not in \[0"):
+        lossguard.diagnose(model, bad_inputs, ids, batch_size=10)
