@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         from lossguard.demo import run
 
         result = run(out_dir=args.out, epochs=args.epochs)
-        return 0 if result["fixed"].report.has("warning") is False else 1
+        return 1 if result["fixed"].report.has("warning") else 0
     return 0
 
 

@@ -86,13 +86,10 @@ def _loss_name(loss) -> str:
         return "none"
     if isinstance(loss, str):
         return loss
-    fn = getattr(loss, "fn", None)  # Keras' LossFunctionWrapper
+    if type(loss).__name__ == "LossFunctionWrapper":  # Keras' wrapped function
+        return getattr(loss.fn, "__name__", "loss")
     if isinstance(loss, keras.losses.Loss):
-        return (
-            type(loss).__name__
-            if fn is None or type(loss).__name__ != ("LossFunctionWrapper")
-            else getattr(fn, "__name__", "loss")
-        )
+        return type(loss).__name__
     return getattr(loss, "__name__", type(loss).__name__)
 
 
