@@ -111,7 +111,26 @@ def _labels_for(y_true, y_pred, spec):
     return y_true
 
 
-def output_statistics(y_true, y_pred, sample_weight=None, spec=None, mask=None):
+def is_keras_softmax(y_pred) -> bool:
+    """True for a float32 tensor made by a Keras softmax (it carries its logits).
+
+    Such a tensor is a probability distribution by construction: every entry
+    in [0, 1], rows summing to 1 within float32 rounding.
+    """
+    if getattr(y_pred, "_keras_logits", None) is None:  # softmax or sigmoid
+        return False
+    try:
+        op = y_pred.op.type  # a graph tensor (inside the train step)
+    except AttributeError:  # eager: nothing to tell softmax from sigmoid by
+        return False
+    return op == "Softmax" and keras.backend.standardize_dtype(y_pred.dtype) == (
+        "float32"
+    )
+
+
+def output_statistics(
+    y_true, y_pred, sample_weight=None, spec=None, mask=None, predictions=True
+):
     """The statistics of one output on one batch, as float32 scalar tensors.
 
     Args:
@@ -122,6 +141,10 @@ def output_statistics(y_true, y_pred, sample_weight=None, spec=None, mask=None):
         spec: The output's `OutputSpec` (loss kind decides which statistics
             apply); default: categorical.
         mask: An explicit mask of the token shape.
+        predictions: Whether to take the full-width prediction statistics
+            (`pred_min`, `pred_max`, row sums, `pred_nonfinite`): three passes
+            over the (rows, classes) output. Half-precision outputs always get
+            them (saturation is their fault).
 
     Returns:
         A dict keyed by `OUTPUT_KEYS`; statistics that do not apply are NaN.
@@ -132,6 +155,7 @@ def output_statistics(y_true, y_pred, sample_weight=None, spec=None, mask=None):
     y_pred = ops.convert_to_tensor(y_pred)
     y_true = _labels_for(y_true, y_pred, spec)
     half = keras.backend.standardize_dtype(y_pred.dtype) in _HALF
+    predictions = predictions or half
     p = _f32(y_pred)
     k = p.shape[-1] if p.shape[-1] is not None else ops.shape(p)[-1]
     token_shape = ops.shape(p)[:-1]
@@ -165,38 +189,39 @@ def output_statistics(y_true, y_pred, sample_weight=None, spec=None, mask=None):
         )
         out["label_out_of_range_share"] = _share(bad, n_act)
         out["y_nonfinite"] = ops.convert_to_tensor(0.0)
-        safe = ops.where(bad, 0, ids)
-        p_true = ops.squeeze(
-            ops.take_along_axis(p2, ops.expand_dims(safe, -1), axis=-1), -1
-        )
+        p_true = None
+        if half:
+            safe = ops.expand_dims(ops.where(bad, 0, ids), -1)
+            p_true = ops.squeeze(ops.take_along_axis(p2, safe, axis=-1), -1)
     else:
         y2 = ops.reshape(_f32(y_true), (-1, k))
         n_act = _count(active)
-        act2 = ops.expand_dims(active, -1)
-        label_min = _masked_min(y2, act2, n_act)
+        label_min = _masked_min(ops.min(y2, axis=-1), active, n_act)
         out["label_min"] = label_min
         sums = ops.sum(y2, axis=-1)
         out["y_nonfinite"] = _nonfinite(ops.sum(sums))
         if spec.kind in ("categorical", "kl"):
-            _dense_label_rows(out, y2, sums, active, act2, n_act, label_min)
+            _dense_label_rows(out, y2, sums, active, n_act, label_min)
         else:
-            out["label_max"] = _masked_max(y2, act2, n_act)
+            out["label_max"] = _masked_max(ops.max(y2, axis=-1), active, n_act)
             if spec.kind == "binary":
                 outside = ops.logical_and(
-                    act2, ops.logical_or(ops.less(y2, 0.0), ops.greater(y2, 1.0))
+                    ops.expand_dims(active, -1),
+                    ops.logical_or(ops.less(y2, 0.0), ops.greater(y2, 1.0)),
                 )
                 out["label_out_of_range_share"] = _share(outside, n_act * _f32(k))
         p_true = ops.sum(y2 * p2, axis=-1) if half else None
 
-    act2 = ops.expand_dims(active, -1)
     out["active_rows"] = n_act
-    out["pred_min"] = _masked_min(p2, act2, n_act)
-    out["pred_max"] = _masked_max(p2, act2, n_act)
-    psums = ops.sum(p2, axis=-1)
-    out["pred_nonfinite"] = _nonfinite(ops.sum(psums))
-    if spec.kind in ("categorical", "sparse", "kl"):
-        out["pred_sum_min"] = _masked_min(psums, active, n_act)
-        out["pred_sum_max"] = _masked_max(psums, active, n_act)
+    if predictions:
+        # Row-wise reductions first (plain passes), masks on the rows after.
+        out["pred_min"] = _masked_min(ops.min(p2, axis=-1), active, n_act)
+        out["pred_max"] = _masked_max(ops.max(p2, axis=-1), active, n_act)
+        psums = ops.sum(p2, axis=-1)
+        out["pred_nonfinite"] = _nonfinite(ops.sum(psums))
+        if spec.kind in ("categorical", "sparse", "kl"):
+            out["pred_sum_min"] = _masked_min(psums, active, n_act)
+            out["pred_sum_max"] = _masked_max(psums, active, n_act)
     if half and p_true is not None:
         saturated = ops.logical_and(
             active, ops.logical_or(ops.equal(p_true, 0.0), ops.equal(p_true, 1.0))
@@ -205,12 +230,12 @@ def output_statistics(y_true, y_pred, sample_weight=None, spec=None, mask=None):
     return {key: _f32(value) for key, value in out.items()}
 
 
-def _dense_label_rows(out, y2, sums, active, act2, n_act, label_min):
+def _dense_label_rows(out, y2, sums, active, n_act, label_min):
     """Row sums, empty rows, and (only when a label is negative) where."""
     n_entries = n_act * _f32(ops.shape(y2)[-1])
 
     def negatives():
-        neg = ops.logical_and(act2, ops.less(y2, 0.0))
+        neg = ops.logical_and(ops.expand_dims(active, -1), ops.less(y2, 0.0))
         row_neg = ops.any(neg, axis=-1)
         first = ops.where(ops.any(row_neg), _f32(ops.argmax(_f32(row_neg))), -1.0)
         return ops.stack(

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+#: Statistics drawn beneath the loss, when the history has them.
+STATISTICS = (
+    ("label_min", "min label"),
+    ("label_sum_max", "max label row sum"),
+    ("pred_min", "min prediction"),
+    ("pred_max", "max prediction"),
+    ("weight_min", "min weight"),
+)
 
-def plot_history(histories: dict, path, title="per-batch loss"):
-    """Plot each history's per-batch loss; mark impossible (negative or
-    non-finite) batches in red. `histories` maps a label to a DataFrame with
-    a `loss` column (LossSanityCallback.history). Returns the path."""
+
+def _pyplot():
     try:
         import matplotlib
 
@@ -16,17 +22,70 @@ def plot_history(histories: dict, path, title="per-batch loss"):
         raise ImportError(
             "Plotting needs matplotlib: pip install 'lossguard[plot]'."
         ) from None
+    return plt
+
+
+def _codes(history):
+    """Each batch's finding codes (the history's `findings` column)."""
+    if "findings" not in history:
+        return [[] for _ in range(len(history))]
+    return [
+        [c for c in str(v).split(";") if c and c != "nan"]
+        for v in history["findings"].fillna("")
+    ]
+
+
+def plot_history(histories, path, title="per-batch loss", statistics=True):
+    """Plot the per-batch loss of one or more `LossSanityCallback.history` frames.
+
+    The top panel shows the loss of each batch (and Keras' running mean when
+    recorded); impossible batches (negative or non-finite loss) are red dots,
+    and the first batch of each finding code is marked and labelled. With
+    `statistics=True`, a second panel shows the label, prediction and weight
+    statistics the history holds (NaN columns are left out).
+
+    Args:
+        histories: A DataFrame, or a dict mapping a label to a DataFrame with a
+            `loss` column (and optionally `running_loss`, `findings`, ...).
+        path: Where to write the image (the format follows the suffix).
+        title: The figure title.
+        statistics: Whether to draw the statistics panel.
+
+    Returns:
+        `path`.
+    """
     import numpy as np
 
-    fig, ax = plt.subplots(figsize=(9, 4.5))
+    if not isinstance(histories, dict):
+        histories = {"run": histories}
+    for label, history in histories.items():
+        if "loss" not in history:
+            raise ValueError(
+                f"History {label!r} has no 'loss' column; it has "
+                f"{list(history.columns)}. Pass LossSanityCallback.history or "
+                "the CSV its log_path wrote."
+            )
+    plt = _pyplot()
+    panels = 2 if statistics else 1
+    fig, axes = plt.subplots(
+        panels,
+        1,
+        figsize=(9, 4.5 + 2.5 * (panels - 1)),
+        sharex=True,
+        squeeze=False,
+        gridspec_kw={"height_ratios": [2, 1][:panels]},
+    )
+    ax = axes[0][0]
     for label, history in histories.items():
         loss = history["loss"].to_numpy(dtype=float)
         steps = np.arange(len(loss))
         ax.plot(steps, loss, label=f"{label}: loss of each batch", lw=1.2)
-        if "running_loss" in history:
+        if "running_loss" in history and history["running_loss"].notna().any():
+            running = history["running_loss"].to_numpy(dtype=float)
+            ok = np.isfinite(running)
             ax.plot(
-                steps,
-                history["running_loss"].to_numpy(dtype=float),
+                steps[ok],
+                running[ok],
                 ls=":",
                 lw=1,
                 label=f"{label}: Keras running mean",
@@ -41,11 +100,48 @@ def plot_history(histories: dict, path, title="per-batch loss"):
                 s=18,
                 label=f"{label}: impossible batches ({bad.sum()})",
             )
+        seen = set()
+        for i, codes in enumerate(_codes(history)):
+            new = [c for c in codes if c not in seen]
+            if not new:
+                continue
+            seen.update(new)
+            ax.axvline(i, color="darkred", lw=0.8, ls="--", alpha=0.6)
+            ax.annotate(
+                "\n".join(new),
+                (i, 1),
+                xycoords=("data", "axes fraction"),
+                xytext=(3, -3),
+                textcoords="offset points",
+                va="top",
+                fontsize=7,
+                color="darkred",
+            )
     ax.axhline(0, color="grey", lw=0.8)
-    ax.set_xlabel("training batch")
     ax.set_ylabel("loss")
     ax.set_title(title)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="lower left")
+    if statistics:
+        low = axes[1][0]
+        drawn = 0
+        for label, history in histories.items():
+            prefix = f"{label}: " if len(histories) > 1 else ""
+            for column, name in STATISTICS:
+                if column in history and history[column].notna().any():
+                    low.plot(
+                        np.arange(len(history)),
+                        history[column].to_numpy(dtype=float),
+                        lw=1,
+                        label=prefix + name,
+                    )
+                    drawn += 1
+        low.axhline(0, color="grey", lw=0.8)
+        low.set_ylabel("batch statistics")
+        if drawn:
+            low.legend(fontsize=7, ncol=3, loc="best")
+        else:
+            low.text(0.5, 0.5, "no statistics recorded", ha="center", va="center")
+    axes[-1][0].set_xlabel("training batch")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

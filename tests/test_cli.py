@@ -38,3 +38,91 @@ def test_demo_explains_broken_run_and_trains_fixed_one(tmp_path):
     assert fixed.groupby("epoch").loss.mean().is_monotonic_decreasing
     assert "findings: 0 error/warning" in text
     assert (out / "loss.png").stat().st_size > 10_000
+
+
+def _saved_model(tmp_path):
+    from tests.helpers import seq2seq
+
+    model = seq2seq()
+    model.compile("adam", "categorical_crossentropy")
+    path = tmp_path / "model.keras"
+    model.save(path)
+    return path
+
+
+def test_diagnose_command_names_the_fault_and_exits_1(tmp_path):
+    import numpy as np
+
+    from tests.helpers import onehot, token_data
+
+    model = _saved_model(tmp_path)
+    x, ids = token_data(n=16)
+    y = onehot(ids)
+    y[:, -1, :] = -1.0  # a -1 padding row in the targets
+    data = tmp_path / "data.npz"
+    np.savez(data, x=x, y=y)
+    result = run("diagnose", str(model), str(data))
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "NEGATIVE_LABELS" in result.stdout
+    assert "First thing to fix" in result.stdout
+
+
+def test_diagnose_command_healthy_data_and_bad_files(tmp_path, capsys):
+    import numpy as np
+
+    from lossguard.cli import main
+    from tests.helpers import onehot, token_data
+
+    model = _saved_model(tmp_path)
+    x, ids = token_data(n=16)
+    healthy = tmp_path / "healthy.npz"
+    np.savez(healthy, x0=x, y=onehot(ids))
+    assert main(["diagnose", str(model), str(healthy)]) == 0
+    assert "no findings" in capsys.readouterr().out
+
+    unnamed = tmp_path / "unnamed.npz"
+    np.savez(unnamed, x, onehot(ids))  # arr_0, arr_1
+    assert main(["diagnose", str(model), str(unnamed)]) == 2
+    err = capsys.readouterr().err
+    assert "arr_0" in err and "np.savez(path, x=x, y=y)" in err
+
+    assert main(["diagnose", str(model), str(tmp_path / "missing.npz")]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+    short = tmp_path / "short.npz"
+    np.savez(short, x=x, y=onehot(ids)[:8])
+    assert main(["diagnose", str(model), str(short)]) == 2
+    assert "`x` has 16 samples but `y` has 8" in capsys.readouterr().err
+
+
+def test_plot_command_from_a_real_log(tmp_path, capsys):
+    import numpy as np
+
+    from lossguard.cli import main
+    from tests.helpers import onehot, seq2seq, token_data
+
+    x, ids = token_data()
+    y = onehot(ids)
+    y[20:30, -1] = -1.0  # one bad batch of four
+    model = seq2seq()
+    model.compile("adam", "categorical_crossentropy")
+    log = tmp_path / "history.csv"
+    cb = lossguard.LossSanityCallback(action="record", log_path=log)
+    model.fit(x, y, batch_size=10, shuffle=False, verbose=0, callbacks=[cb])
+    saved = pd.read_csv(log)
+    assert saved.findings.fillna("").str.contains("NEGATIVE_LABELS").tolist() == [
+        False,
+        False,
+        True,
+        False,
+    ]
+    png = tmp_path / "loss.png"
+    assert main(["plot", str(log), "-o", str(png)]) == 0
+    assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 20_000
+
+    assert main(["plot", str(tmp_path / "nope.csv")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    other = tmp_path / "other.csv"
+    pd.DataFrame({"a": np.arange(3)}).to_csv(other, index=False)
+    assert main(["plot", str(other), "-o", str(png)]) == 2
+    assert "no 'loss' column" in capsys.readouterr().err

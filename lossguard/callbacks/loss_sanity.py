@@ -12,7 +12,12 @@ import keras
 import numpy as np
 from keras import ops
 
-from lossguard.diagnosis.checks import check_batch, check_config, sparse_label_crash
+from lossguard.diagnosis.checks import (
+    check_batch,
+    check_config,
+    sparse_label_crash,
+    weight_mask_crash,
+)
 from lossguard.diagnosis.collect import BatchCollector
 from lossguard.diagnosis.findings import (
     Finding,
@@ -25,6 +30,7 @@ from lossguard.diagnosis.specs import output_specs
 logger = logging.getLogger("lossguard")
 
 ACTIONS = ("warn", "raise", "stop", "record")
+PREDICTIONS = ("auto", "all")
 #: History columns first in order (SPEC); the rest follow as measured.
 LEADING_COLUMNS = (
     "epoch",
@@ -77,6 +83,14 @@ class LossSanityCallback(keras.callbacks.Callback):
             `flush_every` batches).
         flush_every: Batches between flushes of `log_path` (default 100).
         capacity: Rows the in-graph buffer holds between reads.
+        predictions: `"auto"` (default) skips the three full-width passes
+            over an output that is a float32 Keras softmax: it is a
+            probability distribution by construction, so `pred_min`,
+            `pred_max` and the row sums can only confirm it (the history
+            holds NaN there, and the callback logs once which outputs it
+            skipped). Every other output (logits, linear, ReLU, custom
+            activations, float16/bfloat16) is measured in full. `"all"`
+            measures every output, at the cost of those passes.
 
     Example:
 
@@ -86,8 +100,21 @@ class LossSanityCallback(keras.callbacks.Callback):
     >>> # model.fit(x, y, callbacks=[cb]); print(cb.report); cb.history
     """
 
-    def __init__(self, action="warn", *, log_path=None, flush_every=100, capacity=256):
+    def __init__(
+        self,
+        action="warn",
+        *,
+        log_path=None,
+        flush_every=100,
+        capacity=256,
+        predictions="auto",
+    ):
         super().__init__()
+        if predictions not in PREDICTIONS:
+            raise ValueError(
+                f"`predictions` must be one of {PREDICTIONS}. "
+                f"Received: predictions={predictions!r}."
+            )
         if action not in ACTIONS:
             raise ValueError(
                 f"`action` must be one of {ACTIONS}. Received: action={action!r}."
@@ -105,6 +132,7 @@ class LossSanityCallback(keras.callbacks.Callback):
         self.log_path = None if log_path is None else os.fspath(log_path)
         self.flush_every = flush_every
         self.capacity = capacity
+        self.predictions = predictions
         self.findings: list[Finding] = []
         self._rows: list[dict] = []
         self._flushed = 0
@@ -201,7 +229,16 @@ class LossSanityCallback(keras.callbacks.Callback):
     def _record_in_graph(self, x, y, y_pred, sample_weight, loss):
         """Runs while Keras traces the train step: builds the stats ops."""
         try:
-            stats = self._collector.row(x, y, y_pred, sample_weight, loss)
+            stats = self._collector.row(
+                x, y, y_pred, sample_weight, loss, predictions=self.predictions
+            )
+            if self._collector.skipped:
+                logger.info(
+                    "lossguard skips the prediction range statistics of %s: a "
+                    "float32 Keras softmax is a distribution by construction "
+                    "(predictions='all' measures them anyway).",
+                    ", ".join(self._collector.skipped),
+                )
             packed = self._collector.pack(stats)
         except Exception as error:  # noqa: BLE001 - never break the user's fit
             self._trace_error = error
@@ -268,8 +305,10 @@ class LossSanityCallback(keras.callbacks.Callback):
             global_step=global_step - 1,
             running_loss=running,
         )
+        found = check_batch(row, self.specs, self._epoch, step)
+        row["findings"] = ";".join(f.code for f in found)
         self._rows.append(row)
-        for finding in check_batch(row, self.specs, self._epoch, step):
+        for finding in found:
             self._add(finding)
 
     def _add(self, finding: Finding):
@@ -321,6 +360,11 @@ class LossSanityCallback(keras.callbacks.Callback):
     def _on_crash(self, error):
         self._flush()
         self._uninstall()
+        weights = weight_mask_crash(error)
+        if weights is not None:
+            logger.error("%s", weights)
+            if hasattr(error, "add_note"):  # Python 3.11+
+                error.add_note(f"lossguard: {weights}")
         finding = sparse_label_crash(error, self.specs, self._epoch)
         if finding is None:
             return

@@ -8,6 +8,7 @@ and `diagnose` call these functions; there is no second copy.
 from __future__ import annotations
 
 import math
+import re
 
 from lossguard.diagnosis.findings import Code, Finding
 from lossguard.diagnosis.specs import UNBOUNDED_RANGES, OutputSpec, clip_ceiling
@@ -339,8 +340,16 @@ def nonfinite_loss(g, outs, specs):
             (f"predictions ({spec.name})", s["pred_nonfinite"]),
         ]
     sources.append(("an extra loss term (model.losses)", g.get("aux_nonfinite", 0)))
-    first = next((name for name, flag in sources if flag), None)
-    source = first or "overflow in the loss computation itself"
+    first = next((name for name, flag in sources if _ok(flag) and flag), None)
+    unmeasured = [
+        f"predictions ({spec.name})"
+        for spec, s in zip(specs, outs, strict=True)
+        if not _ok(s["pred_nonfinite"])
+    ]
+    # A skipped prediction pass (a Keras softmax: the loss reads its logits)
+    # leaves the model itself as the only source left once the rest is finite.
+    source = first or (unmeasured[0] if unmeasured else None)
+    source = source or "overflow in the loss computation itself"
     why = {
         "inputs": "NaN or Inf in the input batch propagates through every layer.",
         "labels": "a NaN or Inf label makes its term y * log p non-finite.",
@@ -534,4 +543,32 @@ def sparse_label_crash(error, specs, epoch=None, step=None):
         {"output": spec.name, "valid_range": f"[0, {k})", "error": detail},
         epoch=epoch,
         step=step,
+    )
+
+
+def weight_mask_crash(error, in_loss=False) -> str | None:
+    """Keras cannot multiply a per-sample weight by a per-token Keras mask.
+
+    With a sequence output (batch, T, K) that carries a mask (from
+    `Embedding(mask_zero=True)`), Keras' loss multiplies `sample_weight` by
+    the (batch, T) mask; a (batch,) weight does not broadcast against it, and
+    TensorFlow stops with "Incompatible shapes: [B] vs. [B,T]" (eager) or
+    "Dimensions must be equal ... input shapes: [B], [B,T]" (while tracing).
+    """
+    detail = str(error)
+    match = re.search(
+        r"(?:Incompatible shapes: |input shapes: )\[(\d+)\](?: vs\.|,) "
+        r"\[(\d+),(\d+)\]",
+        detail,
+    )
+    in_loss = in_loss or "compile_loss" in detail
+    if match is None or not in_loss:
+        return None
+    batch, steps = match.group(2), match.group(3)
+    return (
+        f"Keras could not combine a per-sample `sample_weight` of shape ({batch},) "
+        f"with the ({batch}, {steps}) mask of a sequence output (Keras multiplies "
+        "the weight by the mask of Embedding(mask_zero=True) and does not expand "
+        "it first). Pass one weight per token instead: "
+        f"sample_weight = np.repeat(w[:, None], {steps}, axis=1)."
     )

@@ -9,8 +9,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from lossguard.diagnosis.specs import OutputSpec, output_specs
-from lossguard.metrics import NAN, OUTPUT_KEYS, output_statistics
+from lossguard.diagnosis.specs import OutputSpec, _per_output, output_specs
+from lossguard.metrics import NAN, OUTPUT_KEYS, is_keras_softmax, output_statistics
 
 GLOBAL_KEYS = ("loss", "data_loss", "aux_loss", "x_nonfinite", "aux_nonfinite")
 
@@ -51,6 +51,30 @@ def _nonfinite_inputs(x):
     return ops.cast(ops.any(ops.stack(flags)), "float32")
 
 
+def _loss_object(loss):
+    """A callable loss `(y_true, y_pred, sample_weight) -> scalar`, or None."""
+    if loss is None:
+        return None
+    if isinstance(loss, keras.losses.Loss):
+        return loss
+    try:
+        fn = keras.losses.get(loss)
+    except (ValueError, TypeError):
+        return None
+    return _FunctionLoss(fn) if callable(fn) else None
+
+
+class _FunctionLoss(keras.losses.Loss):
+    """A loss function with Keras' reduction, masks and sample weights."""
+
+    def __init__(self, fn):
+        super().__init__(name=getattr(fn, "__name__", "loss"))
+        self.fn = fn
+
+    def call(self, y_true, y_pred):
+        return self.fn(y_true, y_pred)
+
+
 class BatchCollector:
     """Knows a model's outputs and extra-loss layers; builds a batch's row."""
 
@@ -68,9 +92,23 @@ class BatchCollector:
         for spec in self.specs:
             prefix = "" if self.single else f"{spec.name}/"
             self.keys += [prefix + key for key in OUTPUT_KEYS]
+        # Several outputs: each one's unweighted data loss and its loss_weight,
+        # recomputed with the compiled loss (Keras logs only running means).
+        self.output_losses = [None] * len(self.specs)
+        if not self.single:
+            losses = _per_output(getattr(model, "loss", None), self.names, "loss")
+            self.output_losses = [_loss_object(loss) for loss in losses]
+            for spec in self.specs:
+                self.keys += [f"{spec.name}/data_loss", f"{spec.name}/loss_weight"]
 
-    def row(self, x, y, y_pred, sample_weight, loss):
-        """The batch's statistics as a dict of float32 scalar tensors."""
+    def row(self, x, y, y_pred, sample_weight, loss, predictions="all"):
+        """The batch's statistics as a dict of float32 scalar tensors.
+
+        `predictions="auto"` skips the full-width prediction statistics of
+        outputs that are a float32 Keras softmax (a distribution by
+        construction; see `skipped`); `"all"` takes them everywhere.
+        """
+        self.skipped = []
         stats = dict.fromkeys(self.keys, ops.convert_to_tensor(NAN))
         stats["loss"] = ops.cast(loss, "float32")
         terms = [ops.cast(ops.sum(t), "float32") for t in self.model.losses]
@@ -91,11 +129,23 @@ class BatchCollector:
         weights = _by_output(sample_weight, self.names)
         if len(weights) == 1 and len(self.names) > 1:
             weights = weights * len(self.names)
-        for spec, yt, yp, sw in zip(self.specs, ys, preds, weights, strict=False):
+        for spec, yt, yp, sw, loss_fn in zip(
+            self.specs, ys, preds, weights, self.output_losses, strict=False
+        ):
             if yt is None or yp is None:
                 continue
             prefix = "" if self.single else f"{spec.name}/"
-            for key, value in output_statistics(yt, yp, sw, spec).items():
+            if loss_fn is not None:
+                stats[prefix + "data_loss"] = ops.cast(loss_fn(yt, yp, sw), "float32")
+                stats[prefix + "loss_weight"] = ops.convert_to_tensor(
+                    spec.loss_weight, "float32"
+                )
+            full = predictions == "all" or not is_keras_softmax(yp)
+            if not full:
+                self.skipped.append(spec.name)
+            for key, value in output_statistics(
+                yt, yp, sw, spec, predictions=full
+            ).items():
                 stats[prefix + key] = value
         return stats
 

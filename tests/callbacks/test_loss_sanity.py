@@ -1,5 +1,6 @@
 """LossSanityCallback on real models and real fits: one test per code."""
 
+import sys
 import warnings
 
 import keras
@@ -144,6 +145,18 @@ def test_negative_sample_weights():
     f = fit(model, x, ids, sample_weight=w).report.get("NEGATIVE_WEIGHTS")
     assert f.step == 1 and f.evidence["weight_min"] == -2.0
     assert f.evidence["negative_share"] == pytest.approx(1 / 50)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="exception notes: 3.11+")
+def test_per_sample_weight_on_masked_sequence_crash_gets_the_fix():
+    x, ids = token_data()
+    model = seq2seq()  # masked output: Keras cannot multiply (B,) by (B, T)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match=r"\[10\], \[10,5\]") as caught:
+        fit(model, x, ids, sample_weight=np.ones(40))
+    notes = "\n".join(getattr(caught.value, "__notes__", []))
+    assert "np.repeat(w[:, None], 5, axis=1)" in notes
+    assert "compute_loss" not in vars(model)  # the callback uninstalled itself
 
 
 def test_negative_class_weight():
@@ -407,6 +420,12 @@ def test_multi_output_dict_model():
     assert f.step == 3 and f.evidence["output"] == "tags"
     assert "tags/label_min" in cb.history.columns
     assert cb.history["label_min"].iloc[3] == -1.0
+    h = cb.history
+    assert (h["flag/loss_weight"] == 0.5).all() and (h["tags/loss_weight"] == 1).all()
+    # The total is the weighted sum of the per-output data losses.
+    weighted = h["tags/data_loss"] + 0.5 * h["flag/data_loss"]
+    np.testing.assert_allclose(h.data_loss, weighted, rtol=1e-5)
+    assert h["tags/data_loss"].iloc[3] < 0 < h["flag/data_loss"].iloc[3]
 
 
 def test_action_raise_stop_and_warn():
@@ -469,3 +488,32 @@ def test_bad_arguments():
         lossguard.LossSanityCallback(action="loud")
     with pytest.raises(ValueError, match="log_path"):
         lossguard.LossSanityCallback(log_path="history.txt")
+    with pytest.raises(ValueError, match="predictions='some'"):
+        lossguard.LossSanityCallback(predictions="some")
+
+
+def test_keras_softmax_prediction_passes_skipped_by_default(caplog):
+    x, ids = token_data()
+    model = seq2seq()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    with caplog.at_level("INFO", logger="lossguard"):
+        auto = fit(model, x, ids).history
+    assert auto.pred_min.isna().all() and auto.pred_sum_max.isna().all()
+    assert auto.label_min.notna().all()  # labels are still measured
+    assert "float32 Keras softmax" in caplog.text
+    full = fit(model, x, ids, action="record").history  # default again
+    assert full.pred_min.isna().all()
+    cb = lossguard.LossSanityCallback(action="record", predictions="all")
+    model.fit(x, ids, batch_size=10, verbose=0, callbacks=[cb])
+    h = cb.history
+    assert (h.pred_min >= 0).all() and (h.pred_max <= 1).all()
+    assert np.allclose(h.pred_sum_min, 1, atol=1e-5)
+
+
+def test_non_softmax_outputs_are_measured_by_default():
+    x, ids = token_data()
+    model = seq2seq(activation="sigmoid")  # not a distribution: must be watched
+    model.compile("adam", "sparse_categorical_crossentropy")
+    cb = fit(model, x, ids)
+    assert cb.history.pred_sum_max.notna().all()
+    assert "PREDICTIONS_NOT_PROBABILITIES" in cb.report.codes

@@ -124,6 +124,15 @@ def test_bad_input_is_a_clear_error():
         lossguard.diagnose(model, iter([]))
 
 
+def test_per_sample_weights_on_a_masked_sequence_output_explained():
+    x, ids = token_data()
+    model = seq2seq()  # Embedding(mask_zero=True): the output has a mask
+    model.compile("adam", "sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match=r"np.repeat\(w\[:, None\], 5, axis=1\)"):
+        lossguard.diagnose(model, x, ids, np.ones(40))
+    assert lossguard.diagnose(model, x, ids, np.ones((40, T))).errors == []
+
+
 def test_report_renders():
     x, ids = token_data()
     y = onehot(ids) * -1
@@ -163,3 +172,113 @@ def test_sparse_label_out_of_range_versus_embedding_input_out_of_range():
     bad_inputs[3, 1] = V + 5
     with pytest.raises(ValueError, match=r"model failed on batch 0: .*not in \[0"):
         lossguard.diagnose(model, bad_inputs, ids, batch_size=10)
+
+
+# ------------------------------------------------ one fault per FAULTS.md code
+class NegativeBonus(keras.layers.Layer):
+    """An 'entropy bonus' with the wrong sign: add_loss(-5 - mean(h^2))."""
+
+    def call(self, h):
+        self.add_loss(-5.0 - keras.ops.mean(h**2))
+        return h
+
+
+def _fault_negative_aux():
+    inp = keras.Input((T,), dtype="int32")
+    h = keras.layers.Embedding(V, 8)(inp)
+    h = NegativeBonus(name="bonus")(h)
+    model = keras.Model(inp, keras.layers.Dense(V, activation="softmax")(h))
+    return model, "sparse_categorical_crossentropy"
+
+
+def _saturating_float16():
+    keras.utils.set_random_seed(0)
+    model = seq2seq(dtype="float16")
+    kernel = model.layers[-1].kernel
+    signs = np.sign(np.random.default_rng(0).normal(size=kernel.shape))
+    kernel.assign(3000.0 * signs)  # logits far beyond float16's softmax range
+    return model
+
+
+def _fault_case(code):
+    """(model, x, y, sample_weight) with exactly this fault."""
+    x, ids = token_data()
+    rng = np.random.default_rng(1)
+    y, weights, model = onehot(ids), None, seq2seq()
+    loss = "categorical_crossentropy"
+    if code == "LABEL_SUM_NOT_ONE":
+        y = y + onehot((ids + 1) % V)  # two-hot rows
+    elif code == "EMPTY_LABEL_ROWS":
+        y[:, -2:] = 0.0  # padding one-hot encoded as zeros, not masked
+    elif code == "LABELS_OUT_OF_RANGE":
+        model = classifier(units=1, activation="sigmoid")
+        x = rng.normal(size=(40, 4))
+        y = rng.integers(0, 256, (40, 1)).astype("float32")  # 0-255 masks
+        loss = "binary_crossentropy"
+    elif code == "NEGATIVE_WEIGHTS":
+        weights = np.ones((40, T))  # one per token: the output carries a mask
+        weights[7, 2] = -2.0
+    elif code == "NEGATIVE_AUX_LOSS":
+        (model, loss), y = _fault_negative_aux(), ids
+    elif code == "LOSS_UNBOUNDED_BELOW":
+        model, loss = classifier(activation=None), "cosine_similarity"
+        x, y = rng.normal(size=(40, 4)), rng.normal(size=(40, 3))
+    elif code == "PREDICTIONS_NOT_PROBABILITIES":
+        model, y = seq2seq(activation=None), ids
+        loss = "sparse_categorical_crossentropy"
+    elif code == "PROBABILITIES_AS_LOGITS":
+        loss = keras.losses.CategoricalCrossentropy(from_logits=True)
+    elif code == "SINGLE_UNIT_CATEGORICAL":
+        model = classifier(units=1)
+        x, y = rng.normal(size=(40, 4)), np.ones((40, 1), "float32")
+    elif code == "INVALID_LABEL_SMOOTHING":
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=1.5)
+    elif code == "LOW_PRECISION_SATURATION":
+        model, y, loss = _saturating_float16(), ids, "sparse_categorical_crossentropy"
+    model.compile("adam", loss)
+    return model, x, y, weights
+
+
+FAULT_EVIDENCE = {
+    "LABEL_SUM_NOT_ONE": lambda e: e["label_sum_min"] == e["label_sum_max"] == 2.0,
+    "EMPTY_LABEL_ROWS": lambda e: e["empty_row_share"] == pytest.approx(2 / T),
+    "LABELS_OUT_OF_RANGE": lambda e: (
+        e["label_max"] > 1 and e["valid_range"] == "[0, 1]"
+    ),
+    "NEGATIVE_WEIGHTS": lambda e: (
+        e["weight_min"] == -2.0 and e["negative_share"] == pytest.approx(1 / (32 * T))
+    ),
+    "NEGATIVE_AUX_LOSS": lambda e: e["terms"]["bonus"] < -5 and e["data_loss"] > 0,
+    "LOSS_UNBOUNDED_BELOW": lambda e: "cosine" in str(e).lower(),
+    "PREDICTIONS_NOT_PROBABILITIES": lambda e: (
+        e["pred_min"] < 0 and e["activation"] == "linear"
+    ),
+    "PROBABILITIES_AS_LOGITS": lambda e: (
+        e["activation"] == "softmax"
+        and e["loss_floor"] == pytest.approx(np.log(1 + (V - 1) / np.e))
+    ),
+    "SINGLE_UNIT_CATEGORICAL": lambda e: "1" in str(e),
+    "INVALID_LABEL_SMOOTHING": lambda e: 1.5 in e.values(),
+    "LOW_PRECISION_SATURATION": lambda e: (
+        e["dtype"] == "float16" and e["saturated_share"] > 0.5
+    ),
+}
+
+
+#: FAULTS.md's severities, where not `error`.
+SEVERITY = {
+    "EMPTY_LABEL_ROWS": "warning",
+    "PROBABILITIES_AS_LOGITS": "warning",
+    "LOW_PRECISION_SATURATION": "warning",
+    "LOSS_UNBOUNDED_BELOW": "info",
+}
+
+
+@pytest.mark.parametrize("code", sorted(FAULT_EVIDENCE))
+def test_each_fault_is_found_with_its_evidence(code):
+    model, x, y, weights = _fault_case(code)
+    report = lossguard.diagnose(model, x, y, weights)
+    finding = report.get(code)
+    assert finding is not None, str(report)
+    assert FAULT_EVIDENCE[code](finding.evidence), finding.evidence
+    assert finding.severity == SEVERITY.get(code, "error")
