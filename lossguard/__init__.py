@@ -7,7 +7,7 @@ compiled with them saves and loads with plain `keras.saving.load_model`.
 
 import logging
 
-from lossguard import losses, metrics
+from lossguard import glove, losses, metrics
 from lossguard._version import __version__
 from lossguard.callbacks import LossSanityCallback
 from lossguard.diagnosis import (
@@ -18,11 +18,13 @@ from lossguard.diagnosis import (
     Report,
 )
 from lossguard.diagnosis.diagnose import diagnose
+from lossguard.embeddings import EmbeddingDriftMonitor
 
 logging.getLogger("lossguard").addHandler(logging.NullHandler())
 
 __all__ = [
     "Code",
+    "EmbeddingDriftMonitor",
     "Finding",
     "LossSanityCallback",
     "LossSanityError",
@@ -30,6 +32,7 @@ __all__ = [
     "Report",
     "__version__",
     "diagnose",
+    "glove",
     "losses",
     "metrics",
 ]

@@ -301,6 +301,8 @@ def glove_embedding(
     """
     import keras
 
+    from lossguard.embeddings import remember_source
+
     matrix, coverage = embedding_matrix(vocabulary, vectors, **matrix_kwargs)
     layer = keras.layers.Embedding(
         matrix.shape[0],
@@ -310,4 +312,16 @@ def glove_embedding(
         mask_zero=mask_zero,
         name=name,
     )
+    remember_source(
+        layer, vocabulary, vectors, lowercase=matrix_kwargs.get("lowercase", False)
+    )
     return layer, coverage
+
+
+def __getattr__(name):
+    # The embedding checks need Keras; keep `import lossguard.glove` light.
+    if name in ("EmbeddingDriftMonitor", "check_embedding"):
+        from lossguard import embeddings
+
+        return getattr(embeddings, name)
+    raise AttributeError(f"module 'lossguard.glove' has no attribute {name!r}")

@@ -26,6 +26,7 @@ from lossguard.diagnosis.findings import (
     Report,
 )
 from lossguard.diagnosis.specs import output_specs
+from lossguard.embeddings import check_model_embeddings
 
 logger = logging.getLogger("lossguard")
 
@@ -179,7 +180,7 @@ class LossSanityCallback(keras.callbacks.Callback):
             keras.Model.train_step
         ) and "train_step" in _own_methods(type(model))
         self._install()
-        for finding in check_config(self.specs):
+        for finding in check_config(self.specs) + check_model_embeddings(model):
             self._add(finding)
 
     def _install(self):

@@ -17,6 +17,7 @@ from lossguard.diagnosis.checks import (
 )
 from lossguard.diagnosis.collect import BatchCollector
 from lossguard.diagnosis.findings import Code, Finding, Report
+from lossguard.embeddings import check_model_embeddings
 
 #: Share of target positions equal to the padding id that counts as "most".
 PADDING_SHARE = 0.5
@@ -59,7 +60,17 @@ def _batches(x, y, sample_weight, batch_size, batches):
         yield take(x, piece), take(y, piece), weights
 
 
-def diagnose(model, x, y=None, sample_weight=None, batches=8, batch_size=32):
+def diagnose(
+    model,
+    x,
+    y=None,
+    sample_weight=None,
+    batches=8,
+    batch_size=32,
+    *,
+    vocabulary=None,
+    vectors=None,
+):
     """Run the model on a few batches and explain every fault the data shows.
 
     Args:
@@ -72,6 +83,10 @@ def diagnose(model, x, y=None, sample_weight=None, batches=8, batch_size=32):
         sample_weight: Optional weights, any shape that broadcasts.
         batches: At most this many batches are examined.
         batch_size: Batch size for arrays.
+        vocabulary, vectors: The tokenizer's words by id and the pre-trained
+            `GloveVectors`: every `Embedding` of the vectors' width is checked
+            against them (EMBEDDING_OOV_ROWS, EMBEDDING_MISALIGNED). Layers
+            made by `lossguard.glove.glove_embedding` are checked without them.
 
     Returns:
         A `Report`.
@@ -89,6 +104,13 @@ def diagnose(model, x, y=None, sample_weight=None, batches=8, batch_size=32):
     specs = collector.specs
     found: dict[str, Finding] = {}
     for finding in check_config(specs):
+        found.setdefault(finding.code, finding)
+    if (vocabulary is None) != (vectors is None):
+        raise ValueError(
+            "Pass `vocabulary` and `vectors` together (the tokenizer's words by "
+            "id and the GloveVectors the embedding came from)."
+        )
+    for finding in check_model_embeddings(model, vocabulary, vectors):
         found.setdefault(finding.code, finding)
     seen = 0
     compiled = _compiled_step(model, collector)
@@ -123,6 +145,11 @@ def diagnose(model, x, y=None, sample_weight=None, batches=8, batch_size=32):
             weights = weight_mask_crash(error, in_loss=y_pred is not None)
             if weights is not None:
                 raise ValueError(f"Batch {step}: {weights}") from error
+            misaligned = found.get(Code.EMBEDDING_MISALIGNED)
+            if crash is None and misaligned is not None:
+                # The embedding check already explains why the lookup failed.
+                misaligned.evidence["crash"] = error_detail(error)
+                break
             if crash is None:
                 raise ValueError(
                     f"The model failed on batch {step}: {type(error).__name__}: "

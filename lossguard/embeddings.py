@@ -1,0 +1,421 @@
+"""Checks of pre-trained embedding layers: OOV rows, misalignment, drift.
+
+`check_embedding(layer, vocabulary, vectors)` compares an `Embedding`'s rows
+with the vectors of the words its ids stand for. Layers made by
+`lossguard.glove.glove_embedding` remember their vocabulary and vectors, so
+`diagnose` and `LossSanityCallback` check them without being told.
+`EmbeddingDriftMonitor` watches fine-tuned rows move away from their
+pre-trained values, epoch by epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+import weakref
+
+import keras
+import numpy as np
+
+from lossguard.diagnosis.findings import (
+    Code,
+    Finding,
+    LossSanityWarning,
+    Report,
+)
+
+logger = logging.getLogger("lossguard")
+
+#: Share of real vocabulary words without a vector that makes a warning.
+OOV_SHARE = 0.1
+#: Cosine above which a row "is" its word's vector.
+MATCH_COSINE = 0.99
+#: Offsets tried when rows do not match their words.
+OFFSETS = range(-3, 4)
+#: Words sampled for the alignment check.
+SAMPLE = 500
+
+#: layer -> (vocabulary, GloveVectors, lowercase); set by glove_embedding().
+_SOURCES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def remember_source(layer, vocabulary, vectors, lowercase=False):
+    """Record what an embedding layer was built from (for later checks)."""
+    _SOURCES[layer] = (vocabulary, vectors, lowercase)
+
+
+def embedding_layers(model) -> list:
+    """Every `keras.layers.Embedding` in the model, nested models included."""
+    found = []
+    for layer in getattr(model, "layers", []):
+        if isinstance(layer, keras.layers.Embedding):
+            found.append(layer)
+        elif isinstance(layer, keras.Model):
+            found += embedding_layers(layer)
+    return found
+
+
+def _words_by_id(vocabulary) -> list:
+    if isinstance(vocabulary, dict):
+        words = [None] * (max(vocabulary.values()) + 1)
+        for word, i in vocabulary.items():
+            words[i] = word
+        return words
+    return list(vocabulary)
+
+
+def _rows(layer_or_matrix) -> np.ndarray:
+    if isinstance(layer_or_matrix, keras.layers.Embedding):
+        return np.asarray(keras.ops.convert_to_numpy(layer_or_matrix.embeddings))
+    return np.asarray(layer_or_matrix, dtype="float32")
+
+
+def _cosines(a, b) -> np.ndarray:
+    na = np.linalg.norm(a, axis=-1)
+    nb = np.linalg.norm(b, axis=-1)
+    return np.sum(a * b, axis=-1) / np.maximum(na * nb, 1e-12)
+
+
+def _layer_name(layer) -> str:
+    return getattr(layer, "name", "embedding matrix")
+
+
+def check_embedding(layer, vocabulary=None, vectors=None, *, lowercase=False):
+    """Findings about one embedding layer (or matrix) and its pre-trained source.
+
+    Args:
+        layer: A `keras.layers.Embedding` (built) or a `(rows, dim)` matrix.
+        vocabulary: The words by id (a list, or a word -> id dict) the
+            tokenizer uses. Default: what `glove_embedding` recorded.
+        vectors: The `GloveVectors` the rows should come from. Default: what
+            `glove_embedding` recorded.
+        lowercase: Look words up lower-cased.
+
+    Returns:
+        A list of `Finding`s: `EMBEDDING_OOV_ROWS` (frozen layers only, where
+        many real words have no vector) and `EMBEDDING_MISALIGNED` (rows that
+        are not their words' vectors, with the offset that would fit).
+
+    Raises:
+        ValueError: When the vocabulary or vectors do not fit the layer.
+    """
+    recorded = _SOURCES.get(layer) if not isinstance(layer, np.ndarray) else None
+    if vocabulary is None and vectors is None and recorded:
+        vocabulary, vectors, lowercase = recorded
+    rows = _rows(layer)
+    name = _layer_name(layer)
+    if vocabulary is None or vectors is None:
+        return _zero_rows(rows, layer, name)
+    words = _words_by_id(vocabulary)
+    if rows.shape[1] != vectors.dim:
+        raise ValueError(
+            f"`vectors` have {vectors.dim} dims but {name} has {rows.shape[1]}. "
+            "Pass the vectors the layer was built from."
+        )
+    from lossguard.glove import RESERVED
+
+    keys = [
+        None if w is None or w in RESERVED else (w.lower() if lowercase else w)
+        for w in words
+    ]
+    real = [i for i, k in enumerate(keys) if k is not None]
+    positions = vectors.index.get_indexer([keys[i] for i in real])
+    has = positions >= 0
+    found = []
+    trainable = bool(getattr(layer, "trainable", False))
+    oov_share = 1 - has.mean() if real else 0.0
+    if oov_share > OOV_SHARE and not trainable:
+        missing = [words[i] for i, h in zip(real, has, strict=True) if not h]
+        found.append(_oov_finding(name, oov_share, missing, len(real)))
+    ids = np.asarray(real)[has]
+    pos = positions[has]
+    inside = ids < rows.shape[0]
+    ids, pos = ids[inside], pos[inside]
+    if ids.size:
+        pick = np.random.default_rng(0).permutation(ids.size)[:SAMPLE]
+        found += _alignment(rows, vectors.vectors, ids[pick], pos[pick], words, layer)
+    if len(words) > rows.shape[0] and not any(
+        f.code == Code.EMBEDDING_MISALIGNED for f in found
+    ):
+        found.append(_too_few_rows(name, len(words), rows.shape[0]))
+    elif len(words) > rows.shape[0]:
+        found[-1].evidence["rows"] = rows.shape[0]
+        found[-1].evidence["vocabulary_ids"] = len(words)
+    return found
+
+
+def _too_few_rows(name, ids, rows):
+    return Finding(
+        Code.EMBEDDING_MISALIGNED,
+        "error",
+        f"The vocabulary has {ids} ids but '{name}' has {rows} rows: ids "
+        f"{rows}..{ids - 1} have no row.",
+        "An embedding looks rows up by id; an id past the last row fails on CPU "
+        "and silently reads zeros on GPU, so those words never reach the model.",
+        "Build the matrix from the same word -> id map the tokenizer uses, with "
+        "one row per id (reserved ids included).",
+        {"layer": name, "rows": rows, "vocabulary_ids": ids, "best_offset": 0},
+    )
+
+
+def _oov_finding(name, share, missing, total):
+    return Finding(
+        Code.EMBEDDING_OOV_ROWS,
+        "warning",
+        f"{share:.1%} of the {total} vocabulary words of '{name}' have no "
+        f"pre-trained vector (e.g. {', '.join(map(str, missing[:8]))}).",
+        "Their rows are zeros or random numbers that carry no meaning, and the "
+        "layer is frozen (trainable=False), so training can never give them one: "
+        "every such word looks the same to the model (zeros) or like noise.",
+        "Normalise tokens the way the vectors' corpus was (GloVe 6B is "
+        "lower-cased: lowercase=True), use a larger vector vocabulary, or "
+        "fine-tune the embedding (trainable=True, after a few frozen epochs).",
+        {
+            "layer": name,
+            "oov_share": float(share),
+            "missing": len(missing),
+            "vocabulary": total,
+            "most_frequent_missing": list(missing[:10]),
+        },
+    )
+
+
+def _zero_rows(rows, layer, name):
+    """Without a vocabulary: all-zero rows of a frozen layer (ids 0, 1 aside)."""
+    if bool(getattr(layer, "trainable", True)) or rows.shape[0] < 3:
+        return []
+    zero = ~np.any(rows[2:] != 0, axis=1)
+    share = float(zero.mean())
+    if share <= OOV_SHARE:
+        return []
+    ids = (np.flatnonzero(zero) + 2)[:10].tolist()
+    return [_oov_finding(name, share, [f"id {i}" for i in ids], rows.shape[0] - 2)]
+
+
+def _alignment(rows, table, ids, positions, words, layer):
+    """EMBEDDING_MISALIGNED when rows fit their words' vectors at another offset."""
+    name = _layer_name(layer)
+    target = table[positions]
+    share = {}
+    for offset in OFFSETS:
+        shifted = ids + offset
+        ok = (shifted >= 0) & (shifted < rows.shape[0])
+        if not ok.any():
+            continue
+        cos = _cosines(rows[shifted[ok]], target[ok])
+        share[offset] = float(np.mean(cos > MATCH_COSINE))
+    at_zero = share.get(0, 0.0)
+    best = max(share, key=share.get)
+    frozen = not bool(getattr(layer, "trainable", False))
+    shifted = best != 0 and share[best] >= 0.5 and at_zero < 0.5
+    unrelated = frozen and max(share.values()) < 0.1
+    if not (shifted or unrelated):
+        return []
+    cos0 = _cosines(rows[ids], target)
+    bad = [words[i] for i in ids[cos0 <= MATCH_COSINE][:8]]
+    if shifted:
+        where = f"row id + {best}" if best > 0 else f"row id - {-best}"
+        message = (
+            f"Only {at_zero:.0%} of {len(ids)} sampled words of '{name}' have "
+            f"their own vector in their row, but {share[best]:.0%} find it in "
+            f"{where}: the matrix is off by {best}."
+        )
+    else:
+        message = (
+            f"None of the best offsets fit: {at_zero:.0%} of {len(ids)} sampled "
+            f"words of '{name}' have their vector in their row (at most "
+            f"{max(share.values()):.0%} at offsets {min(OFFSETS)}..{max(OFFSETS)}); "
+            "the rows come from another vocabulary."
+        )
+    return [
+        Finding(
+            Code.EMBEDDING_MISALIGNED,
+            "error",
+            message,
+            "An embedding row is looked up by the tokenizer's id. If the matrix "
+            "was built with another word -> id map (a reserved 0 or OOV id "
+            "added or dropped, a different vocabulary), every word is fed "
+            "another word's vector: the model learns from shuffled meanings, "
+            "and a frozen layer can never undo it.",
+            "Build the matrix from the same word -> id map the tokenizer uses "
+            "(lossguard.glove.embedding_matrix(vectorizer.get_vocabulary(), "
+            "vectors)), keeping its reserved ids.",
+            {
+                "layer": name,
+                "match_share": at_zero,
+                "best_offset": best,
+                "best_offset_share": share[best],
+                "sampled": int(len(ids)),
+                "mismatched_words": bad,
+            },
+        )
+    ]
+
+
+def check_model_embeddings(model, vocabulary=None, vectors=None) -> list:
+    """Findings for the model's embedding layers.
+
+    Layers built with `glove_embedding` are checked against what they were
+    built from; given `vocabulary` and `vectors`, every layer of the vectors'
+    width is checked against them; other frozen layers for all-zero rows.
+    """
+    found = []
+    for layer in embedding_layers(model):
+        if not layer.built:
+            continue
+        given = vectors is not None and vocabulary is not None
+        if given and layer.output_dim != vectors.dim:
+            continue
+        try:
+            found += check_embedding(
+                layer, vocabulary if given else None, vectors if given else None
+            )
+        except ValueError as error:
+            if given:
+                raise
+            logger.info("lossguard skipped %s: %s", layer.name, error)
+    return found
+
+
+class EmbeddingDriftMonitor(keras.callbacks.Callback):
+    """Records how far fine-tuned embeddings move from their pre-trained rows.
+
+    After every epoch it compares each watched row with its value when
+    training began (or `original`): the mean and minimum cosine similarity,
+    and the share of rows that moved (cosine below `1 - moved`). All-zero
+    original rows (padding, OOV) are left out. When the mean cosine falls below
+    `threshold` it reports `EMBEDDING_DRIFT` (severity info) once.
+
+    Args:
+        layer: The `Embedding` layer or its name; default: the model's only
+            trainable `Embedding`.
+        original: The pre-trained matrix; default: the rows when `fit` begins.
+        threshold: Mean cosine below which drift is reported.
+        moved: A row "moved" when its cosine to the original is below
+            `1 - moved`.
+        action: `"warn"` (one `LossSanityWarning`), `"stop"` (also stop
+            training) or `"record"`.
+
+    Example:
+
+    >>> monitor = EmbeddingDriftMonitor(threshold=0.8)
+    >>> monitor.history.columns.tolist()
+    ['epoch', 'mean_cosine', 'min_cosine', 'moved_share', 'rows']
+    """
+
+    COLUMNS = ("epoch", "mean_cosine", "min_cosine", "moved_share", "rows")
+
+    def __init__(
+        self, layer=None, original=None, *, threshold=0.9, moved=0.01, action="warn"
+    ):
+        super().__init__()
+        if not 0 < threshold <= 1:
+            raise ValueError(
+                f"`threshold` is a cosine in (0, 1]. Received: threshold={threshold!r}."
+            )
+        if not 0 < moved < 1:
+            raise ValueError(f"`moved` must be in (0, 1). Received: moved={moved!r}.")
+        if action not in ("warn", "stop", "record"):
+            raise ValueError(
+                "`action` must be 'warn', 'stop' or 'record'. "
+                f"Received: action={action!r}."
+            )
+        self.layer = layer
+        self.original = None if original is None else np.asarray(original, "float32")
+        self.threshold = threshold
+        self.moved = moved
+        self.action = action
+        self.findings: list[Finding] = []
+        self._rows: list[dict] = []
+
+    @property
+    def report(self) -> Report:
+        return Report(self.findings)
+
+    @property
+    def history(self):
+        import pandas as pd
+
+        return pd.DataFrame(self._rows, columns=list(self.COLUMNS))
+
+    def _find_layer(self):
+        if isinstance(self.layer, keras.layers.Layer):
+            return self.layer
+        layers = embedding_layers(self.model)
+        if isinstance(self.layer, str):
+            named = [layer for layer in layers if layer.name == self.layer]
+            if not named:
+                raise ValueError(
+                    f"No Embedding layer named {self.layer!r}; the model has "
+                    f"{[layer.name for layer in layers]}."
+                )
+            return named[0]
+        trainable = [layer for layer in layers if layer.trainable]
+        if len(trainable) != 1:
+            raise ValueError(
+                f"The model has {len(trainable)} trainable Embedding layers "
+                f"({[layer.name for layer in trainable]}); pass layer=... to "
+                "choose the one to watch."
+            )
+        return trainable[0]
+
+    def on_train_begin(self, logs=None):
+        self._layer = self._find_layer()
+        start = _rows(self._layer)
+        if self.original is None:
+            self.original = start.copy()
+        if self.original.shape != start.shape:
+            raise ValueError(
+                f"`original` has shape {self.original.shape} but layer "
+                f"'{self._layer.name}' has {start.shape}."
+            )
+        self._watched = np.flatnonzero(np.any(self.original != 0, axis=1))
+        if not self._layer.trainable:
+            logger.info(
+                "EmbeddingDriftMonitor: layer '%s' is frozen; it cannot drift.",
+                self._layer.name,
+            )
+
+    def on_epoch_end(self, epoch, logs=None):
+        rows = _rows(self._layer)[self._watched]
+        cos = _cosines(rows, self.original[self._watched])
+        if cos.size == 0:
+            return
+        row = {
+            "epoch": epoch,
+            "mean_cosine": float(cos.mean()),
+            "min_cosine": float(cos.min()),
+            "moved_share": float(np.mean(cos < 1 - self.moved)),
+            "rows": int(cos.size),
+        }
+        self._rows.append(row)
+        if row["mean_cosine"] < self.threshold and not self.findings:
+            self._report(row, epoch)
+
+    def _report(self, row, epoch):
+        finding = Finding(
+            Code.EMBEDDING_DRIFT,
+            "info",
+            f"After epoch {epoch} the fine-tuned rows of '{self._layer.name}' "
+            f"have a mean cosine of {row['mean_cosine']:.3f} to their pre-trained "
+            f"values (min {row['min_cosine']:.3f}); {row['moved_share']:.1%} of "
+            f"{row['rows']} rows moved.",
+            "Fine-tuning moves only the rows of words in the training data, and a "
+            "small data set can pull them far from the geometry the vectors "
+            "learned on billions of tokens: the model then over-fits and words "
+            "it saw rarely drift away from the unseen words they were close to.",
+            "Train with the embedding frozen first, then fine-tune with a lower "
+            "learning rate (or fewer epochs); or keep it frozen.",
+            {
+                "layer": self._layer.name,
+                "threshold": self.threshold,
+                **{k: row[k] for k in ("mean_cosine", "min_cosine", "moved_share")},
+            },
+            epoch=epoch,
+        )
+        self.findings.append(finding)
+        logger.info("%s", finding)
+        if self.action in ("warn", "stop"):
+            warnings.warn(str(finding), LossSanityWarning, stacklevel=2)
+        if self.action == "stop":
+            self.model.stop_training = True
