@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import weakref
 
 import numpy as np
@@ -175,6 +176,20 @@ _STEPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _MASKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+class _OwnRetracing(logging.Filter):
+    """TensorFlow counts traces per code object: one compiled step per model
+    (diagnose on many models, as in a test suite) reads to it as retracing."""
+
+    def filter(self, record):
+        return "_compiled_step" not in record.getMessage()
+
+
+def _quiet_retracing_warning():
+    tf_logger = logging.getLogger("tensorflow")
+    if not any(isinstance(f, _OwnRetracing) for f in tf_logger.filters):
+        tf_logger.addFilter(_OwnRetracing())
+
+
 def _compiled_step(model, collector):
     """The batch's packed statistics as one compiled TensorFlow function.
 
@@ -206,6 +221,7 @@ def _compiled_step(model, collector):
         _MASKED[model] = getattr(y_pred, "_keras_mask", None) is not None
         return traced.pack(traced.row(bx, by, y_pred, bw, loss))
 
+    _quiet_retracing_warning()
     compiled = tf.function(step, reduce_retracing=True)
     _STEPS[model] = (key, compiled)
     return compiled

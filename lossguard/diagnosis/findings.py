@@ -57,9 +57,12 @@ class Finding:
 
     @property
     def where(self) -> str:
-        if self.epoch is None and self.step is None:
-            return ""
-        return f"epoch {self.epoch}, step {self.step}"
+        parts = []
+        if self.epoch is not None:
+            parts.append(f"epoch {self.epoch}")
+        if self.step is not None:
+            parts.append(f"step {self.step}" if parts else f"batch {self.step}")
+        return ", ".join(parts)
 
     def __repr__(self) -> str:
         at = f" at {self.where}" if self.where else ""
