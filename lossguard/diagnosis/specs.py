@@ -131,6 +131,19 @@ def _per_output(value, names, what):
     return [value] * len(names)
 
 
+def _kind_from_name(name, loss) -> str:
+    """A custom loss named like a cross-entropy (e.g. a wrapper that clips it)
+    is checked as one: its labels must be distributions or ids all the same."""
+    if loss is None:
+        return "none"
+    low = name.lower()
+    if not any(word in low for word in ("crossentropy", "cross_entropy")):
+        return "other"
+    if "binary" in low:
+        return "binary"
+    return "sparse" if "sparse" in low else "categorical"
+
+
 def output_layers(model) -> list:
     """The layer that produces each output, or None where it is not known."""
     names = list(getattr(model, "output_names", None) or [])
@@ -163,7 +176,7 @@ def output_specs(model) -> list[OutputSpec]:
     for i, name in enumerate(names):
         loss = losses[i]
         loss_name = _loss_name(loss)
-        kind = _KIND_OF.get(loss_name.lower(), "other" if loss is not None else "none")
+        kind = _KIND_OF.get(loss_name.lower()) or _kind_from_name(loss_name, loss)
         tensor = outputs[i] if i < len(outputs) else None
         shape = tuple(tensor.shape) if tensor is not None else ()
         weight = weights[i]
