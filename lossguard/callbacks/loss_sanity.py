@@ -84,6 +84,12 @@ class LossSanityCallback(keras.callbacks.Callback):
             `flush_every` batches).
         flush_every: Batches between flushes of `log_path` (default 100).
         capacity: Rows the in-graph buffer holds between reads.
+        tensorboard_dir: Optional folder: every batch's statistics are also
+            written there as TensorBoard scalars (`lossguard/<column>`, at
+            the global step), and each finding as text (`lossguard/findings`)
+            at the step it was first seen. Open it with
+            `tensorboard --logdir DIR` (beside keras.callbacks.TensorBoard's
+            own logs, if you like: give it a subfolder such as `logs/lossguard`).
         predictions: `"auto"` (default) skips the three full-width passes
             over an output that is a float32 Keras softmax: it is a
             probability distribution by construction, so `pred_min`,
@@ -109,6 +115,7 @@ class LossSanityCallback(keras.callbacks.Callback):
         flush_every=100,
         capacity=256,
         predictions="auto",
+        tensorboard_dir=None,
     ):
         super().__init__()
         if predictions not in PREDICTIONS:
@@ -134,6 +141,10 @@ class LossSanityCallback(keras.callbacks.Callback):
         self.flush_every = flush_every
         self.capacity = capacity
         self.predictions = predictions
+        self.tensorboard_dir = (
+            None if tensorboard_dir is None else os.fspath(tensorboard_dir)
+        )
+        self._writer = None
         self.findings: list[Finding] = []
         self._rows: list[dict] = []
         self._flushed = 0
@@ -163,14 +174,22 @@ class LossSanityCallback(keras.callbacks.Callback):
         spe = int(getattr(model, "steps_per_execution", 1) or 1)
         self._capacity = max(self.capacity, 2 * spe)
         width = len(self._collector.keys) + 1
-        self._buffer = keras.Variable(
-            np.full((self._capacity, width), np.nan, "float32"),
-            trainable=False,
-            name="lossguard_batch_stats",
-        )
-        self._counter = keras.Variable(
-            0, dtype="int32", trainable=False, name="lossguard_steps"
-        )
+        # Under tf.distribute: mirrored, and only the first replica's write
+        # counts (every replica holds the same, global-batch row).
+        with _strategy_scope(model):
+            self._buffer = keras.Variable(
+                np.full((self._capacity, width), np.nan, "float32"),
+                trainable=False,
+                name="lossguard_batch_stats",
+                aggregation="only_first_replica",
+            )
+            self._counter = keras.Variable(
+                0,
+                dtype="int32",
+                trainable=False,
+                name="lossguard_steps",
+                aggregation="only_first_replica",
+            )
         self._seen = 0
         self._epoch = 0
         self._epoch_start = 0
@@ -285,9 +304,14 @@ class LossSanityCallback(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self._flush()
+        if self._writer is not None:
+            self._writer.flush()
 
     def on_train_end(self, logs=None):
         self._flush()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
         self._uninstall()
 
     # ------------------------------------------------------------ helpers
@@ -309,13 +333,55 @@ class LossSanityCallback(keras.callbacks.Callback):
         found = check_batch(row, self.specs, self._epoch, step)
         row["findings"] = ";".join(f.code for f in found)
         self._rows.append(row)
+        self._summaries(row)
         for finding in found:
             self._add(finding)
+
+    def _summaries(self, row):
+        """TensorBoard scalars of one batch (finite numbers only)."""
+        writer = self._tensorboard()
+        if writer is None:
+            return
+        import tensorflow as tf
+
+        with writer.as_default(step=row["global_step"]):
+            for key, value in row.items():
+                if key in ("epoch", "step", "global_step", "findings"):
+                    continue
+                if isinstance(value, float) and math.isfinite(value):
+                    tf.summary.scalar(f"lossguard/{key}", value)
+
+    def _tensorboard(self):
+        """The summary writer (chief only), created on first use."""
+        if self.tensorboard_dir is None or not _is_chief(self.model):
+            return None
+        if self._writer is None:
+            import tensorflow as tf
+
+            self._writer = tf.summary.create_file_writer(self.tensorboard_dir)
+        return self._writer
+
+    def _finding_summary(self, finding):
+        writer = self._tensorboard()
+        if writer is None:
+            return
+        import tensorflow as tf
+
+        step = self._rows[-1].get("global_step", 0) if self._rows else 0
+        with writer.as_default(step=step):
+            tf.summary.text(
+                "lossguard/findings",
+                f"**{finding.code}** ({finding.severity}): "
+                f"{finding.message}\n\nWhy: {finding.explanation}\n\n"
+                f"Fix: {finding.fix}",
+            )
+        self._writer.flush()
 
     def _add(self, finding: Finding):
         if any(f.code == finding.code for f in self.findings):
             return
         self.findings.append(finding)
+        self._finding_summary(finding)
         log = (
             logger.error
             if finding.severity == "error"
@@ -329,6 +395,9 @@ class LossSanityCallback(keras.callbacks.Callback):
         elif finding.severity == "error" and self.action == "raise":
             self._flush()
             self._uninstall()
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
             raise LossSanityError(self.report)
 
     def _blind(self, batch, logs):
@@ -383,6 +452,9 @@ class LossSanityCallback(keras.callbacks.Callback):
     def _flush(self):
         if not self.log_path or self._flushed == len(self._rows):
             return
+        if not _is_chief(self.model):
+            self._flushed = len(self._rows)  # the chief writes the log
+            return
         frame = self.history
         if self.log_path.endswith(".parquet"):
             frame.to_parquet(self.log_path, index=False)
@@ -395,6 +467,31 @@ class LossSanityCallback(keras.callbacks.Callback):
                 index=False,
             )
         self._flushed = len(self._rows)
+
+
+def _is_chief(model) -> bool:
+    """False only on a non-chief worker of a multi-worker strategy."""
+    strategy = getattr(model, "distribute_strategy", None)
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None:
+        return True
+    cluster = resolver.cluster_spec().as_dict()
+    if not cluster or resolver.task_type in (None, "chief"):
+        return True
+    return (
+        resolver.task_type == "worker"
+        and resolver.task_id == 0
+        and ("chief" not in cluster)
+    )
+
+
+def _strategy_scope(model):
+    import contextlib
+
+    strategy = getattr(model, "distribute_strategy", None)
+    if strategy is None or keras.backend.backend() != "tensorflow":
+        return contextlib.nullcontext()
+    return strategy.scope()
 
 
 def _scalar(logs, key):

@@ -51,6 +51,87 @@ def _nonfinite_inputs(x):
     return ops.cast(ops.any(ops.stack(flags)), "float32")
 
 
+def replicas_in_sync() -> int:
+    """Replicas of the `tf.distribute` strategy the step runs under (else 1)."""
+    if keras.backend.backend() != "tensorflow":
+        return 1
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    return int(context.num_replicas_in_sync) if context is not None else 1
+
+
+def _reduction(key: str) -> str:
+    """How a statistic of the global batch follows from the replicas' values."""
+    base = key.rsplit("/", 1)[-1]
+    if key in ("loss", "data_loss", "aux_loss", "aux:other") or key.startswith("aux:"):
+        return "mean"
+    if base == "data_loss":
+        return "mean"
+    if base in ("rows", "active_rows"):
+        return "sum"
+    if base in ("time_steps", "loss_weight"):
+        return "first"
+    if base == "label_neg_first_row":
+        return "first_row"
+    if base.endswith("_min"):
+        return "min"
+    if base.endswith(("_max", "_nonfinite")):
+        return "max"
+    if base == "weight_neg_share":
+        return "by_rows"
+    return "by_active_rows"  # shares and means over active rows
+
+
+def combine_replicas(rows, keys):
+    """One global-batch row from the replicas' rows (a (replicas, keys) tensor).
+
+    Losses are the mean of the replicas' means (equal shares of the batch),
+    counts add up, minima and maxima reduce (NaN where a replica saw no
+    active row is ignored), shares are weighted by each replica's rows, and
+    the first negative label row is offset by the rows of earlier replicas.
+    """
+    index = {k: i for i, k in enumerate(keys)}
+    columns = []
+    for key in keys:
+        col = rows[:, index[key]]
+        how = _reduction(key)
+        prefix = key[: -len(key.rsplit("/", 1)[-1])]
+        if how == "mean":
+            value = ops.mean(col)
+        elif how == "sum":
+            value = ops.sum(col)
+        elif how == "first":
+            value = col[0]
+        elif how in ("min", "max"):
+            finite = ops.logical_not(ops.isnan(col))
+            fill = float("inf") if how == "min" else -float("inf")
+            reduce = ops.min if how == "min" else ops.max
+            value = ops.where(
+                ops.any(finite), reduce(ops.where(finite, col, fill)), NAN
+            )
+        elif how == "first_row":
+            counts = rows[:, index[prefix + "rows"]]
+            offsets = ops.cumsum(counts) - counts
+            found = ops.where(col >= 0, col + offsets, float("inf"))
+            value = ops.where(ops.any(col >= 0), ops.min(found), -1.0)
+        else:
+            weight_key = prefix + ("rows" if how == "by_rows" else "active_rows")
+            weights = rows[:, index[weight_key]]
+            if key == prefix + "label_sum_mean":  # a mean over non-empty rows
+                empty = rows[:, index[prefix + "label_empty_share"]]
+                weights = weights * (1.0 - ops.where(ops.isnan(empty), 0.0, empty))
+            ok = ops.logical_and(ops.logical_not(ops.isnan(col)), weights > 0)
+            total = ops.sum(ops.where(ok, weights, 0.0))
+            value = ops.where(
+                total > 0,
+                ops.sum(ops.where(ok, col * weights, 0.0)) / ops.maximum(total, 1.0),
+                NAN,
+            )
+        columns.append(ops.cast(value, "float32"))
+    return ops.stack(columns)
+
+
 def _loss_object(loss):
     """A callable loss `(y_true, y_pred, sample_weight) -> scalar`, or None."""
     if loss is None:
@@ -110,12 +191,15 @@ class BatchCollector:
         """
         self.skipped = []
         stats = dict.fromkeys(self.keys, ops.convert_to_tensor(NAN))
-        stats["loss"] = ops.cast(loss, "float32")
+        replicas = replicas_in_sync()
         terms = [ops.cast(ops.sum(t), "float32") for t in self.model.losses]
         aux = ops.sum(ops.stack(terms)) if terms else ops.convert_to_tensor(0.0)
         stats["aux_loss"] = aux
         stats["aux_nonfinite"] = ops.cast(ops.logical_not(ops.isfinite(aux)), "float32")
-        stats["data_loss"] = stats["loss"] - aux
+        # Under tf.distribute Keras scales each replica's data loss by
+        # 1/replicas (not the extra terms); undo it: this replica's own mean.
+        stats["data_loss"] = (ops.cast(loss, "float32") - aux) * replicas
+        stats["loss"] = stats["data_loss"] + aux
         stats["x_nonfinite"] = _nonfinite_inputs(x)
         attributed = ops.convert_to_tensor(0.0)
         for layer in self.aux_layers:
@@ -136,7 +220,8 @@ class BatchCollector:
                 continue
             prefix = "" if self.single else f"{spec.name}/"
             if loss_fn is not None:
-                stats[prefix + "data_loss"] = ops.cast(loss_fn(yt, yp, sw), "float32")
+                value = ops.cast(loss_fn(yt, yp, sw), "float32")
+                stats[prefix + "data_loss"] = value * replicas
                 stats[prefix + "loss_weight"] = ops.convert_to_tensor(
                     spec.loss_weight, "float32"
                 )
@@ -150,7 +235,16 @@ class BatchCollector:
         return stats
 
     def pack(self, stats):
-        return ops.stack([ops.cast(stats[k], "float32") for k in self.keys])
+        """The row as one float32 vector; under `tf.distribute` with several
+        replicas, the global batch's row (gathered from every replica)."""
+        packed = ops.stack([ops.cast(stats[k], "float32") for k in self.keys])
+        if replicas_in_sync() > 1:
+            import tensorflow as tf
+
+            context = tf.distribute.get_replica_context()
+            gathered = context.all_gather(ops.expand_dims(packed, 0), axis=0)
+            packed = combine_replicas(gathered, self.keys)
+        return packed
 
     def unpack(self, values) -> dict:
         return {k: float(v) for k, v in zip(self.keys, values, strict=True)}

@@ -140,6 +140,7 @@ def diagnose(
         except (ValueError, TypeError) as error:
             raise ValueError(
                 f"The data does not fit the model on batch {step}: {error}"
+                f"{_label_hint(by, specs)}"
             ) from error
         except Exception as error:  # TensorFlow's own errors
             crash = sparse_label_crash(error, specs, step=step)
@@ -167,6 +168,21 @@ def diagnose(
     if seen == 0:
         raise ValueError("The data yielded no batch: there is nothing to diagnose.")
     return Report(found.values())
+
+
+def _label_hint(y, specs) -> str:
+    """Integer ids given to a categorical (one-hot) loss: say what to use."""
+    if len(specs) != 1 or specs[0].kind != "categorical" or isinstance(y, dict):
+        return ""
+    labels = np.asarray(y)
+    if not np.issubdtype(labels.dtype, np.integer):
+        return ""
+    return (
+        f"\nThe labels are integer ids (shape {labels.shape}) but the loss "
+        f"'{specs[0].loss_name}' expects one-hot rows: use "
+        "sparse_categorical_crossentropy (or lossguard.losses."
+        "StableSparseCategoricalCrossentropy), or one-hot the labels."
+    )
 
 
 #: model -> (compile config, compiled step): repeated diagnose calls on the
