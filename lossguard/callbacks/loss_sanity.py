@@ -330,6 +330,9 @@ class LossSanityCallback(keras.callbacks.Callback):
             global_step=global_step - 1,
             running_loss=running,
         )
+        for spec in self.specs:
+            prefix = "" if self._collector.single else f"{spec.name}/"
+            row[prefix + "pred_dtype"] = spec.dtype
         found = check_batch(row, self.specs, self._epoch, step)
         row["findings"] = ";".join(f.code for f in found)
         self._rows.append(row)
@@ -346,7 +349,7 @@ class LossSanityCallback(keras.callbacks.Callback):
 
         with writer.as_default(step=row["global_step"]):
             for key, value in row.items():
-                if key in ("epoch", "step", "global_step", "findings"):
+                if key in ("epoch", "step", "global_step"):
                     continue
                 if isinstance(value, float) and math.isfinite(value):
                     tf.summary.scalar(f"lossguard/{key}", value)

@@ -100,6 +100,32 @@ def test_tf_data_and_generator_inputs():
     assert "NEGATIVE_LABELS" in lossguard.diagnose(model, gen).codes
 
 
+class Batches(keras.utils.PyDataset):
+    def __init__(self, x, y, size):
+        super().__init__()
+        self.x, self.y, self.size = x, y, size
+
+    def __len__(self):
+        return len(self.x) // self.size
+
+    def __getitem__(self, i):
+        if i >= len(self):
+            raise IndexError(i)
+        piece = slice(i * self.size, (i + 1) * self.size)
+        return self.x[piece], self.y[piece]
+
+
+def test_py_dataset_input():
+    x, ids = token_data()
+    y = onehot(ids)
+    y[25] *= -1
+    model = seq2seq()
+    model.compile("adam", "categorical_crossentropy")
+    f = lossguard.diagnose(model, Batches(x, y, 10)).get("NEGATIVE_LABELS")
+    assert f.step == 2 and f.evidence["first_sample"] == 5
+    assert lossguard.diagnose(model, Batches(x, y, 10), batches=2).codes == set()
+
+
 def test_nonfinite_label_source_named():
     x, ids = token_data()
     y = onehot(ids)
