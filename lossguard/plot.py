@@ -25,6 +25,17 @@ def _pyplot():
     return plt
 
 
+def _informative(history, column) -> bool:
+    """Whether a statistics column says something in this plot."""
+    if column not in history or not history[column].notna().any():
+        return False
+    if column == "label_min":  # sparse labels: the smallest id, not a value
+        return "label_sum_min" in history and history["label_sum_min"].notna().any()
+    if column == "weight_min":  # a mask's zeros are expected: plot signs only
+        return bool((history[column] < 0).any())
+    return True
+
+
 def _codes(history):
     """Each batch's finding codes (the history's `findings` column)."""
     if "findings" not in history:
@@ -79,7 +90,8 @@ def plot_history(histories, path, title="per-batch loss", statistics=True):
     for label, history in histories.items():
         loss = history["loss"].to_numpy(dtype=float)
         steps = np.arange(len(loss))
-        ax.plot(steps, loss, label=f"{label}: loss of each batch", lw=1.2)
+        dots = "o" if len(loss) < 5 else None  # a line needs two points
+        ax.plot(steps, loss, label=f"{label}: loss of each batch", lw=1.2, marker=dots)
         if "running_loss" in history and history["running_loss"].notna().any():
             running = history["running_loss"].to_numpy(dtype=float)
             ok = np.isfinite(running)
@@ -97,7 +109,7 @@ def plot_history(histories, path, title="per-batch loss", statistics=True):
                 np.nan_to_num(loss[bad]),
                 color="red",
                 zorder=3,
-                s=18,
+                s=36,
                 label=f"{label}: impossible batches ({bad.sum()})",
             )
         seen = set()
@@ -120,18 +132,19 @@ def plot_history(histories, path, title="per-batch loss", statistics=True):
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_ylabel("loss")
     ax.set_title(title)
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(fontsize=8, loc="best")
     if statistics:
         low = axes[1][0]
         drawn = 0
         for label, history in histories.items():
             prefix = f"{label}: " if len(histories) > 1 else ""
             for column, name in STATISTICS:
-                if column in history and history[column].notna().any():
+                if _informative(history, column):
                     low.plot(
                         np.arange(len(history)),
                         history[column].to_numpy(dtype=float),
                         lw=1,
+                        marker="o" if len(history) < 5 else None,
                         label=prefix + name,
                     )
                     drawn += 1
