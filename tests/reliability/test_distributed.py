@@ -109,3 +109,46 @@ def test_multi_worker_strategy_two_processes_only_chief_logs(tmp_path):
     same_findings(chief["run"]["findings"], other["run"]["findings"])
     assert "NEGATIVE_LABELS" in {f["code"] for f in chief["run"]["findings"]}
     assert (tmp_path / "w0.csv").exists() and not (tmp_path / "w1.csv").exists()
+
+
+class _Resolver:
+    def __init__(self, cluster, task_type, task_id):
+        self._cluster, self.task_type, self.task_id = cluster, task_type, task_id
+
+    def cluster_spec(self):
+        import tensorflow as tf
+
+        return tf.train.ClusterSpec(self._cluster)
+
+
+def _model(resolver):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(
+        distribute_strategy=SimpleNamespace(cluster_resolver=resolver)
+    )
+
+
+def test_only_the_chief_writes():
+    from lossguard.callbacks.loss_sanity import _is_chief
+
+    workers = {"worker": ["localhost:1", "localhost:2"]}
+    assert _is_chief(_model(None))  # one process
+    assert _is_chief(_model(_Resolver(workers, "worker", 0)))
+    assert not _is_chief(_model(_Resolver(workers, "worker", 1)))
+    with_chief = {"chief": ["localhost:0"], **workers}
+    assert _is_chief(_model(_Resolver(with_chief, "chief", 0)))
+    assert not _is_chief(_model(_Resolver(with_chief, "worker", 0)))
+
+
+def test_a_non_chief_worker_writes_no_log(tmp_path):
+    import lossguard
+
+    workers = {"worker": ["localhost:1", "localhost:2"]}
+    for task, expect in ((1, False), (0, True)):
+        path = tmp_path / f"task{task}.csv"
+        cb = lossguard.LossSanityCallback(action="record", log_path=path)
+        cb.set_model(_model(_Resolver(workers, "worker", task)))
+        cb._rows = [{"epoch": 0, "step": 0, "loss": 1.0}]
+        cb._flush()
+        assert path.exists() is expect
