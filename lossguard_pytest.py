@@ -2,7 +2,9 @@
 
 Registered through the `pytest11` entry point as `lossguard` (disable it with
 `-p no:lossguard`). Loading it imports neither TensorFlow nor Keras; the
-fixtures import them when a test uses them.
+fixtures import them when a test uses them. That is why this module sits
+beside the `lossguard` package rather than in it: importing anything inside
+`lossguard` runs its `__init__`, which imports Keras to register the losses.
 
 Fixtures:
     lossguard_check: `lossguard_check(model, x, y, sample_weight=None, **kw)`

@@ -9,7 +9,7 @@ import logging
 
 from lossguard import glove, losses, metrics
 from lossguard._version import __version__
-from lossguard.callbacks import LossSanityCallback
+from lossguard.callbacks import EmbeddingDriftMonitor, LossSanityCallback
 from lossguard.diagnosis import (
     Code,
     Finding,
@@ -18,7 +18,6 @@ from lossguard.diagnosis import (
     Report,
 )
 from lossguard.diagnosis.diagnose import diagnose
-from lossguard.embeddings import EmbeddingDriftMonitor
 
 logging.getLogger("lossguard").addHandler(logging.NullHandler())
 

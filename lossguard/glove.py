@@ -456,7 +456,7 @@ def glove_embedding(
     """
     import keras
 
-    from lossguard.embeddings import remember_source
+    from lossguard.diagnosis.embeddings import remember_source
 
     matrix, coverage = embedding_matrix(vocabulary, vectors, **matrix_kwargs)
     layer = keras.layers.Embedding(
@@ -475,8 +475,12 @@ def glove_embedding(
 
 def __getattr__(name):
     # The embedding checks need Keras; keep `import lossguard.glove` light.
-    if name in ("EmbeddingDriftMonitor", "check_embedding"):
-        from lossguard import embeddings
+    if name == "EmbeddingDriftMonitor":
+        from lossguard.callbacks.embedding_drift import EmbeddingDriftMonitor
 
-        return getattr(embeddings, name)
+        return EmbeddingDriftMonitor
+    if name == "check_embedding":
+        from lossguard.diagnosis.embeddings import check_embedding
+
+        return check_embedding
     raise AttributeError(f"module 'lossguard.glove' has no attribute {name!r}")

@@ -102,7 +102,7 @@ def tiny_seq2seq(fault=None, *, n=64, seed=0, glove=None):
         )
     import keras
 
-    from lossguard.embeddings import remember_source
+    from lossguard.diagnosis.embeddings import remember_source
     from lossguard.glove import bundled_glove, embedding_matrix, glove_embedding
 
     keras.utils.set_random_seed(seed)

@@ -19,6 +19,7 @@ from lossguard.diagnosis.checks import (
     weight_mask_crash,
 )
 from lossguard.diagnosis.collect import BatchCollector
+from lossguard.diagnosis.embeddings import check_model_embeddings
 from lossguard.diagnosis.findings import (
     Finding,
     LossSanityError,
@@ -26,7 +27,6 @@ from lossguard.diagnosis.findings import (
     Report,
 )
 from lossguard.diagnosis.specs import output_specs
-from lossguard.embeddings import check_model_embeddings
 
 logger = logging.getLogger("lossguard")
 

@@ -17,8 +17,8 @@ from lossguard.diagnosis.checks import (
     weight_mask_crash,
 )
 from lossguard.diagnosis.collect import BatchCollector
+from lossguard.diagnosis.embeddings import check_model_embeddings
 from lossguard.diagnosis.findings import Code, Finding, Report
-from lossguard.embeddings import check_model_embeddings
 
 #: Share of target positions equal to the padding id that counts as "most".
 PADDING_SHARE = 0.5
