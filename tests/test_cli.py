@@ -1,5 +1,6 @@
 """The `lossguard` command, run as a user runs it."""
 
+import json
 import subprocess
 import sys
 
@@ -79,6 +80,8 @@ def test_diagnose_command_healthy_data_and_bad_files(tmp_path, capsys):
     np.savez(healthy, x0=x, y=onehot(ids))
     assert main(["diagnose", str(model), str(healthy)]) == 0
     assert "no findings" in capsys.readouterr().out
+    assert main(["diagnose", str(model), str(healthy), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"findings": []}
 
     unnamed = tmp_path / "unnamed.npz"
     np.savez(unnamed, x, onehot(ids))  # arr_0, arr_1
