@@ -190,7 +190,7 @@ def output_statistics(
         out["label_out_of_range_share"] = _share(bad, n_act)
         out["y_nonfinite"] = ops.convert_to_tensor(0.0)
         p_true = None
-        if half:
+        if predictions:
             safe = ops.expand_dims(ops.where(bad, 0, ids), -1)
             p_true = ops.squeeze(ops.take_along_axis(p2, safe, axis=-1), -1)
     else:
@@ -210,7 +210,16 @@ def output_statistics(
                     ops.logical_or(ops.less(y2, 0.0), ops.greater(y2, 1.0)),
                 )
                 out["label_out_of_range_share"] = _share(outside, n_act * _f32(k))
-        p_true = ops.sum(y2 * p2, axis=-1) if half else None
+        p_true = None
+        if predictions and spec.kind in ("categorical", "kl"):
+            p_true = ops.sum(y2 * p2, axis=-1)  # the true class's probability
+        elif predictions and spec.kind == "binary":
+            # A sigmoid output saturates on its own: any unit at exactly 0 or 1.
+            p_true = ops.where(
+                ops.any(ops.logical_or(ops.equal(p2, 0.0), ops.equal(p2, 1.0)), -1),
+                1.0,
+                0.5,
+            )
 
     out["active_rows"] = n_act
     if predictions:
@@ -222,7 +231,7 @@ def output_statistics(
         if spec.kind in ("categorical", "sparse", "kl"):
             out["pred_sum_min"] = _masked_min(psums, active, n_act)
             out["pred_sum_max"] = _masked_max(psums, active, n_act)
-    if half and p_true is not None:
+    if predictions and p_true is not None:
         saturated = ops.logical_and(
             active, ops.logical_or(ops.equal(p_true, 0.0), ops.equal(p_true, 1.0))
         )

@@ -517,3 +517,28 @@ def test_non_softmax_outputs_are_measured_by_default():
     cb = fit(model, x, ids)
     assert cb.history.pred_sum_max.notna().all()
     assert "PREDICTIONS_NOT_PROBABILITIES" in cb.report.codes
+
+
+def test_float16_sigmoid_binary_classifier_is_quiet():
+    # Regression: y * p on a y = 0 label read as a saturated probability.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4)).astype("float32")
+    y = rng.integers(0, 2, (64, 1)).astype("float32")
+    inp = keras.Input((4,))
+    h = keras.layers.Dense(8, activation="relu")(inp)
+    out = keras.layers.Dense(1, activation="sigmoid", dtype="float16")(h)
+    model = keras.Model(inp, out)
+    model.compile("adam", "binary_crossentropy")
+    cb = fit(model, x, y, batch_size=16)
+    assert only_quiet(cb.report) == []
+    assert (cb.history.pred_saturated_share == 0).all()
+
+
+def test_saturation_share_measured_for_float32_with_predictions_all():
+    x, ids = token_data()
+    model = seq2seq()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    cb = lossguard.LossSanityCallback(action="record", predictions="all")
+    model.fit(x, ids, batch_size=10, verbose=0, callbacks=[cb])
+    assert (cb.history.pred_saturated_share == 0).all()
+    assert cb.findings == []
