@@ -80,6 +80,10 @@ def _masked_max(x, mask, n):
     return ops.where(n > 0, ops.max(ops.where(mask, x, -_INF)), NAN)
 
 
+def _at_zero_or_one(p):
+    return ops.logical_or(ops.equal(p, 0.0), ops.equal(p, 1.0))
+
+
 def _nonfinite(total):
     return _f32(ops.logical_not(ops.isfinite(total)))
 
@@ -189,10 +193,12 @@ def output_statistics(
         )
         out["label_out_of_range_share"] = _share(bad, n_act)
         out["y_nonfinite"] = ops.convert_to_tensor(0.0)
-        p_true = None
+        saturated = None
         if predictions:
             safe = ops.expand_dims(ops.where(bad, 0, ids), -1)
-            p_true = ops.squeeze(ops.take_along_axis(p2, safe, axis=-1), -1)
+            saturated = _at_zero_or_one(
+                ops.squeeze(ops.take_along_axis(p2, safe, axis=-1), -1)
+            )
     else:
         y2 = ops.reshape(_f32(y_true), (-1, k))
         n_act = _count(active)
@@ -210,16 +216,12 @@ def output_statistics(
                     ops.logical_or(ops.less(y2, 0.0), ops.greater(y2, 1.0)),
                 )
                 out["label_out_of_range_share"] = _share(outside, n_act * _f32(k))
-        p_true = None
+        saturated = None
         if predictions and spec.kind in ("categorical", "kl"):
-            p_true = ops.sum(y2 * p2, axis=-1)  # the true class's probability
+            saturated = _at_zero_or_one(ops.sum(y2 * p2, axis=-1))  # p of the label
         elif predictions and spec.kind == "binary":
             # A sigmoid output saturates on its own: any unit at exactly 0 or 1.
-            p_true = ops.where(
-                ops.any(ops.logical_or(ops.equal(p2, 0.0), ops.equal(p2, 1.0)), -1),
-                1.0,
-                0.5,
-            )
+            saturated = ops.any(_at_zero_or_one(p2), axis=-1)
 
     out["active_rows"] = n_act
     if predictions:
@@ -231,11 +233,8 @@ def output_statistics(
         if spec.kind in ("categorical", "sparse", "kl"):
             out["pred_sum_min"] = _masked_min(psums, active, n_act)
             out["pred_sum_max"] = _masked_max(psums, active, n_act)
-    if predictions and p_true is not None:
-        saturated = ops.logical_and(
-            active, ops.logical_or(ops.equal(p_true, 0.0), ops.equal(p_true, 1.0))
-        )
-        out["pred_saturated_share"] = _share(saturated, n_act)
+    if saturated is not None:
+        out["pred_saturated_share"] = _share(ops.logical_and(active, saturated), n_act)
     return {key: _f32(value) for key, value in out.items()}
 
 

@@ -309,9 +309,7 @@ class LossSanityCallback(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self._flush()
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        self._close_writer()
         self._uninstall()
 
     # ------------------------------------------------------------ helpers
@@ -364,6 +362,11 @@ class LossSanityCallback(keras.callbacks.Callback):
             self._writer = tf.summary.create_file_writer(self.tensorboard_dir)
         return self._writer
 
+    def _close_writer(self):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
     def _finding_summary(self, finding):
         writer = self._tensorboard()
         if writer is None:
@@ -398,9 +401,7 @@ class LossSanityCallback(keras.callbacks.Callback):
         elif finding.severity == "error" and self.action == "raise":
             self._flush()
             self._uninstall()
-            if self._writer is not None:
-                self._writer.close()
-                self._writer = None
+            self._close_writer()
             raise LossSanityError(self.report)
 
     def _blind(self, batch, logs):
@@ -433,6 +434,7 @@ class LossSanityCallback(keras.callbacks.Callback):
     def _on_crash(self, error):
         self._flush()
         self._uninstall()
+        self._close_writer()  # on_train_end will not come
         weights = weight_mask_crash(error)
         if weights is not None:
             logger.error("%s", weights)

@@ -64,10 +64,8 @@ def replicas_in_sync() -> int:
 def _reduction(key: str) -> str:
     """How a statistic of the global batch follows from the replicas' values."""
     base = key.rsplit("/", 1)[-1]
-    if key in ("loss", "data_loss", "aux_loss", "aux:other") or key.startswith("aux:"):
-        return "mean"
-    if base == "data_loss":
-        return "mean"
+    if base in ("loss", "data_loss", "aux_loss") or key.startswith("aux:"):
+        return "mean"  # also each output's own data_loss
     if base in ("rows", "active_rows"):
         return "sum"
     if base in ("time_steps", "loss_weight"):

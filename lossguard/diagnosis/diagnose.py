@@ -119,55 +119,69 @@ def diagnose(
         _batches(x, y, sample_weight, batch_size, batches)
     ):
         seen += 1
+        values = None
         if compiled is not None:
             try:
-                packed = compiled(bx, by, bw)
-            except Exception:  # noqa: BLE001 - the eager path below explains it
-                pass
-            else:
-                values = collector.unpack(np.asarray(packed))
-                for finding in check_batch(values, specs, epoch=None, step=step):
-                    found.setdefault(finding.code, finding)
+                values = collector.unpack(np.asarray(compiled(bx, by, bw)))
                 masked = _MASKED.get(model, False)
-                for finding in _seq2seq_checks(bx, by, bw, masked, specs, step):
-                    found.setdefault(finding.code, finding)
+            except Exception:  # noqa: BLE001 - the eager path below explains it
+                values = None
+        if values is None:
+            values, masked = _eager_row(model, collector, bx, by, bw, step, found)
+            if values is None:
                 continue
-        y_pred = None
-        try:
-            y_pred = model(bx, training=False)
-            loss = model.compute_loss(bx, by, y_pred, bw, training=False)
-            row = collector.row(bx, by, y_pred, bw, loss)
-        except (ValueError, TypeError) as error:
-            raise ValueError(
-                f"The data does not fit the model on batch {step}: {error}"
-                f"{_label_hint(by, specs)}"
-            ) from error
-        except Exception as error:  # TensorFlow's own errors
-            crash = sparse_label_crash(error, specs, step=step)
-            weights = weight_mask_crash(error, in_loss=y_pred is not None)
-            if weights is not None:
-                raise ValueError(f"Batch {step}: {weights}") from error
-            misaligned = found.get(Code.EMBEDDING_MISALIGNED)
-            if crash is None and misaligned is not None:
-                # The embedding check already explains why the lookup failed.
-                misaligned.evidence["crash"] = error_detail(error)
+            if values is _STOP:
                 break
-            if crash is None:
-                raise ValueError(
-                    f"The model failed on batch {step}: {type(error).__name__}: "
-                    f"{error_detail(error)}"
-                ) from error
-            found.setdefault(crash.code, crash)
-            continue
-        values = {k: float(np.asarray(v)) for k, v in row.items()}
         for finding in check_batch(values, specs, epoch=None, step=step):
             found.setdefault(finding.code, finding)
-        masked = getattr(y_pred, "_keras_mask", None) is not None
         for finding in _seq2seq_checks(bx, by, bw, masked, specs, step):
             found.setdefault(finding.code, finding)
     if seen == 0:
         raise ValueError("The data yielded no batch: there is nothing to diagnose.")
     return Report(found.values())
+
+
+#: `_eager_row`'s answer when a known finding already explains a crash.
+_STOP = object()
+
+
+def _eager_row(model, collector, bx, by, bw, step, found):
+    """The batch's statistics, run eagerly; explains what goes wrong.
+
+    Returns `(values, masked)`; `(None, None)` when a crash became a finding
+    (go on with the next batch); `(_STOP, None)` when an embedding finding
+    already explains the crash (stop). Raises `ValueError` otherwise.
+    """
+    specs = collector.specs
+    y_pred = None
+    try:
+        y_pred = model(bx, training=False)
+        loss = model.compute_loss(bx, by, y_pred, bw, training=False)
+        row = collector.row(bx, by, y_pred, bw, loss)
+    except (ValueError, TypeError) as error:
+        raise ValueError(
+            f"The data does not fit the model on batch {step}: {error}"
+            f"{_label_hint(by, specs)}"
+        ) from error
+    except Exception as error:  # TensorFlow's own errors
+        crash = sparse_label_crash(error, specs, step=step)
+        weights = weight_mask_crash(error, in_loss=y_pred is not None)
+        if weights is not None:
+            raise ValueError(f"Batch {step}: {weights}") from error
+        misaligned = found.get(Code.EMBEDDING_MISALIGNED)
+        if crash is None and misaligned is not None:
+            # The embedding check already explains why the lookup failed.
+            misaligned.evidence["crash"] = error_detail(error)
+            return _STOP, None
+        if crash is None:
+            raise ValueError(
+                f"The model failed on batch {step}: {type(error).__name__}: "
+                f"{error_detail(error)}"
+            ) from error
+        found.setdefault(crash.code, crash)
+        return None, None
+    values = {k: float(np.asarray(v)) for k, v in row.items()}
+    return values, getattr(y_pred, "_keras_mask", None) is not None
 
 
 def _label_hint(y, specs) -> str:
