@@ -13,7 +13,8 @@ Fixtures:
     lossguard_callback: a fresh `LossSanityCallback(action="raise")`.
     lossguard_glove: the bundled real GloVe 6B 50d subset (`GloveVectors`).
     lossguard_tiny_seq2seq: a factory of `(model, x, y)`, a tiny healthy GloVe
-        encoder-decoder; `fault="CODE"` injects any fault of FAULTS.md.
+        encoder-decoder; `fault="CODE"` injects any fault of the catalogue
+        (lossguard.testing.FAULTS; docs/faults.md).
 
 Marker:
     @pytest.mark.lossguard(**callback_kwargs): every `Model.fit` inside the
@@ -78,7 +79,12 @@ def lossguard_check(request):
 
         report = lossguard.diagnose(model, x, y, sample_weight, **diagnose_kwargs)
         if report.has(bar):
-            failing = [f.code for f in report.ordered() if f.severity in FAIL_ON]
+            worst = FAIL_ON.index(bar)
+            failing = [
+                f.code
+                for f in report.ordered()
+                if f.severity in FAIL_ON and FAIL_ON.index(f.severity) <= worst
+            ]
             pytest.fail(
                 f"lossguard found {', '.join(failing)} (failing at "
                 f"severity {bar!r} or worse):\n\n{report}",

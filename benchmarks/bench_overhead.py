@@ -12,7 +12,11 @@ at random, which would swamp the difference being measured. Epoch times
 are printed as the median and the best (least disturbed) epoch; the
 train-step column (median) is immune to those stalls.
 
+Every epoch ends with `--val-batches` validation batches (0: none), which
+the callback watches too; epoch times include them.
+
     python benchmarks/bench_overhead.py [--rounds 3] [--epochs 3] [--batches 30]
+        [--val-batches 8]
 """
 
 from __future__ import annotations
@@ -76,11 +80,17 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batches", type=int, default=30)
+    parser.add_argument("--val-batches", type=int, default=8)
     args = parser.parse_args(argv)
     rng = np.random.default_rng(0)
-    n = BATCH * args.batches
-    x = [rng.integers(1, VOCAB, (n, STEPS)), rng.integers(1, VOCAB, (n, STEPS))]
-    y = rng.integers(1, VOCAB, (n, STEPS))
+
+    def data(batches):
+        n = BATCH * batches
+        x = [rng.integers(1, VOCAB, (n, STEPS)), rng.integers(1, VOCAB, (n, STEPS))]
+        return x, rng.integers(1, VOCAB, (n, STEPS))
+
+    x, y = data(args.batches)
+    validation = data(args.val_batches) if args.val_batches else None
     runs = {
         "keras": (build(0), None),
         "lossguard": (build(0), lossguard.LossSanityCallback(action="record")),
@@ -106,6 +116,7 @@ def main(argv=None):
                 epochs=args.epochs,
                 verbose=0,
                 shuffle=False,
+                validation_data=validation,
                 callbacks=[c for c in (callback, timer) if c is not None],
             )
             gc.enable()
@@ -113,7 +124,8 @@ def main(argv=None):
     base_step = statistics.median(steps["keras"])
     print(
         f"seq2seq vocab {VOCAB}, {STEPS} steps, batch {BATCH}, LSTM {UNITS}, "
-        f"{args.batches} batches/epoch; medians of {len(epochs['keras'])} "
+        f"{args.batches} batches/epoch + {args.val_batches} validation batches; "
+        f"medians of {len(epochs['keras'])} "
         f"steady-state epochs and {len(steps['keras'])} steps per variant"
     )
     base_best = min(epochs["keras"])

@@ -144,7 +144,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     if args.command == "demo":
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         from lossguard.demo import run
 
         result = run(out_dir=args.out, epochs=args.epochs)

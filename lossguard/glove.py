@@ -12,6 +12,7 @@ import csv
 import dataclasses
 import io
 import os
+import weakref
 import zipfile
 from importlib import resources
 
@@ -432,6 +433,23 @@ def embedding_matrix(
     return matrix, coverage
 
 
+#: layer -> (vocabulary, GloveVectors, lowercase), recorded by glove_embedding().
+_SOURCES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def remember_source(layer, vocabulary, vectors, lowercase=False):
+    """Record what an embedding layer was built from, for later checks."""
+    _SOURCES[layer] = (vocabulary, vectors, lowercase)
+
+
+def embedding_source(layer):
+    """`(vocabulary, vectors, lowercase)` a layer was built from, or None."""
+    try:
+        return _SOURCES.get(layer)
+    except TypeError:  # not weak-referenceable: nothing was recorded
+        return None
+
+
 def glove_embedding(
     vocabulary,
     vectors: GloveVectors,
@@ -456,8 +474,6 @@ def glove_embedding(
     """
     import keras
 
-    from lossguard.diagnosis.embeddings import remember_source
-
     matrix, coverage = embedding_matrix(vocabulary, vectors, **matrix_kwargs)
     layer = keras.layers.Embedding(
         matrix.shape[0],
@@ -471,16 +487,3 @@ def glove_embedding(
         layer, vocabulary, vectors, lowercase=matrix_kwargs.get("lowercase", False)
     )
     return layer, coverage
-
-
-def __getattr__(name):
-    # The embedding checks need Keras; keep `import lossguard.glove` light.
-    if name == "EmbeddingDriftMonitor":
-        from lossguard.callbacks.embedding_drift import EmbeddingDriftMonitor
-
-        return EmbeddingDriftMonitor
-    if name == "check_embedding":
-        from lossguard.diagnosis.embeddings import check_embedding
-
-        return check_embedding
-    raise AttributeError(f"module 'lossguard.glove' has no attribute {name!r}")

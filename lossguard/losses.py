@@ -560,7 +560,7 @@ for _fn in (
 class _CrossentropyLoss(keras.losses.Loss):
     """A `Loss` that calls one of the functions above with fixed arguments."""
 
-    fn = None  # set by each subclass (a staticmethod)
+    fn = None  # set by each subclass that does not override `call`
 
     def __init__(self, name, reduction, dtype, **fn_kwargs):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
@@ -734,8 +734,6 @@ class ClippedCategoricalCrossentropy(_ClippedCounter, _CrossentropyLoss):
     1.0
     """
 
-    fn = staticmethod(stable_categorical_crossentropy)
-
     def __init__(
         self,
         from_logits=False,
@@ -794,8 +792,6 @@ class ClippedSparseCategoricalCrossentropy(_ClippedCounter, _CrossentropyLoss):
     >>> loss.get_config()["max_loss"]
     5.0
     """
-
-    fn = staticmethod(stable_sparse_categorical_crossentropy)
 
     def __init__(
         self,

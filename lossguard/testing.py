@@ -1,4 +1,4 @@
-"""A tiny, real GloVe seq2seq with any fault of FAULTS.md injected on demand.
+"""A tiny, real GloVe seq2seq with any catalogued fault injected on demand.
 
 `tiny_seq2seq()` returns a compiled encoder-decoder over the bundled GloVe
 subset, with data: the task is to reverse a short English sentence (token
@@ -13,33 +13,203 @@ and lossguard's own tests.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
+
+from lossguard.diagnosis.registry import FAULTS as _REGISTRY
 
 #: Sentence length (encoder and decoder steps).
 STEPS = 6
 #: Real words from the bundled GloVe subset (frequent, lower-case).
 WORDS = slice(60, 100)
 
-FAULTS = (
-    "NEGATIVE_LABELS",
-    "LABEL_SUM_NOT_ONE",
-    "EMPTY_LABEL_ROWS",
-    "LABELS_OUT_OF_RANGE",
-    "NEGATIVE_WEIGHTS",
-    "NEGATIVE_AUX_LOSS",
-    "LOSS_UNBOUNDED_BELOW",
-    "NONFINITE_LOSS",
-    "PREDICTIONS_NOT_PROBABILITIES",
-    "PROBABILITIES_AS_LOGITS",
-    "SINGLE_UNIT_CATEGORICAL",
-    "INVALID_LABEL_SMOOTHING",
-    "DECODER_TARGET_NOT_SHIFTED",
-    "PADDING_NOT_MASKED",
-    "LOW_PRECISION_SATURATION",
-    "EMBEDDING_OOV_ROWS",
-    "EMBEDDING_MISALIGNED",
-    "EMBEDDING_DRIFT",
-)
+
+@dataclasses.dataclass
+class Setup:
+    """Everything `tiny_seq2seq` builds, as knobs an injector may turn."""
+
+    vocab: list
+    glove: object
+    seed: int
+    min_len: int = 3
+    mask_zero: bool = True
+    misaligned_embedding: bool = False
+    trainable_embedding: bool = False
+    negative_bonus: bool = False
+    units: int | None = None  # default: the vocabulary size
+    activation: str | None = "softmax"
+    dtype: str | None = None
+    saturate: bool = False
+    learning_rate: float = 0.01
+    loss: object = "sparse_categorical_crossentropy"
+    loss_weights: list | None = None
+    # (setup, source, decoder, target) -> (source, decoder, y); y = target by default
+    data: object = None
+
+
+#: fault code -> injector (a function that turns the knobs of a `Setup`).
+INJECTORS: dict = {}
+
+
+def injector(code):
+    """Register the decorated function as the way to inject `code`."""
+
+    def register(function):
+        INJECTORS[code] = function
+        return function
+
+    return register
+
+
+def _onehot(setup, ids):
+    return np.eye(len(setup.vocab), dtype="float32")[ids]
+
+
+@injector("NEGATIVE_LABELS")
+def _glove_targets(setup):
+    """GloVe vectors as targets, through a softmax over their 50 dims."""
+    from lossguard.glove import embedding_matrix
+
+    setup.units, setup.loss = setup.glove.dim, "categorical_crossentropy"
+    matrix, _ = embedding_matrix(setup.vocab, setup.glove)
+    setup.data = lambda s, src, dec, tgt: (src, dec, matrix[tgt])
+
+
+@injector("LABEL_SUM_NOT_ONE")
+def _two_hot(setup):
+    def data(s, src, dec, tgt):
+        y = _onehot(s, tgt) + _onehot(s, (tgt + 1) % len(s.vocab))
+        y[tgt == 0] = 0
+        return src, dec, y
+
+    setup.loss, setup.data = "categorical_crossentropy", data
+
+
+@injector("EMPTY_LABEL_ROWS")
+def _zero_padding_rows(setup):
+    def data(s, src, dec, tgt):
+        y = _onehot(s, tgt)
+        y[tgt == 0] = 0  # padding one-hot encoded as zeros, unmasked
+        return src, dec, y
+
+    setup.mask_zero, setup.loss, setup.data = False, "categorical_crossentropy", data
+
+
+@injector("LABELS_OUT_OF_RANGE")
+def _id_past_vocabulary(setup):
+    def data(s, src, dec, tgt):
+        y = tgt.copy()
+        y[0, 0] = len(s.vocab) + 3
+        return src, dec, y
+
+    setup.data = data
+
+
+@injector("NEGATIVE_WEIGHTS")
+def _negative_loss_weight(setup):
+    setup.loss_weights = [-1.0]
+
+
+@injector("NEGATIVE_AUX_LOSS")
+def _entropy_bonus_sign_flipped(setup):
+    setup.negative_bonus = True
+
+
+@injector("LOSS_UNBOUNDED_BELOW")
+def _cosine_loss(setup):
+    setup.loss = "cosine_similarity"
+    setup.data = lambda s, src, dec, tgt: (src, dec, _onehot(s, tgt))
+
+
+@injector("NEGATIVE_LOSS")
+def _entropy_bonus_inside_the_loss(setup):
+    """A hand-written loss subtracting twice the prediction entropy."""
+    import keras
+
+    def loss_with_entropy_bonus(y_true, y_pred):
+        ce = keras.losses.sparse_categorical_crossentropy(y_true, y_pred)
+        p = keras.ops.clip(y_pred, 1e-7, 1.0)
+        entropy = -keras.ops.sum(p * keras.ops.log(p), axis=-1)
+        return ce - 2.0 * entropy
+
+    setup.loss = loss_with_entropy_bonus
+
+
+@injector("NONFINITE_LOSS")
+def _nan_label(setup):
+    def data(s, src, dec, tgt):
+        y = _onehot(s, tgt)
+        y[1, 0, 2] = np.nan
+        return src, dec, y
+
+    setup.loss, setup.data = "categorical_crossentropy", data
+
+
+@injector("PREDICTIONS_NOT_PROBABILITIES")
+def _linear_output(setup):
+    setup.activation = None
+
+
+@injector("PROBABILITIES_AS_LOGITS")
+def _double_softmax(setup):
+    import keras
+
+    setup.loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+@injector("SINGLE_UNIT_CATEGORICAL")
+def _one_unit(setup):
+    setup.units, setup.loss = 1, "categorical_crossentropy"
+    setup.data = lambda s, src, dec, tgt: (
+        src,
+        dec,
+        np.ones((len(src), STEPS, 1), "float32"),
+    )
+
+
+@injector("INVALID_LABEL_SMOOTHING")
+def _smoothing_above_one(setup):
+    import keras
+
+    setup.loss = keras.losses.CategoricalCrossentropy(label_smoothing=1.5)
+    setup.data = lambda s, src, dec, tgt: (src, dec, _onehot(s, tgt))
+
+
+@injector("DECODER_TARGET_NOT_SHIFTED")
+def _unshifted_decoder(setup):
+    setup.data = lambda s, src, dec, tgt: (src, tgt.copy(), tgt)
+
+
+@injector("PADDING_NOT_MASKED")
+def _mostly_padding(setup):
+    def data(s, src, dec, tgt):
+        tgt[:, 2:] = 0  # 1-2 word answers padded to 6
+        dec[:, 3:] = 0
+        src[:, 2:] = 0
+        return src, dec, tgt
+
+    setup.min_len, setup.mask_zero, setup.data = 1, False, data
+
+
+@injector("LOW_PRECISION_SATURATION")
+def _float16_saturated(setup):
+    setup.dtype, setup.saturate = "float16", True
+
+
+@injector("EMBEDDING_OOV_ROWS")
+def _tokens_glove_lacks(setup):
+    setup.vocab = setup.vocab + [f"zq{i}xv" for i in range(20)]
+
+
+@injector("EMBEDDING_MISALIGNED")
+def _matrix_without_start(setup):
+    setup.misaligned_embedding = True
+
+
+@injector("EMBEDDING_DRIFT")
+def _fine_tuned_fast(setup):
+    setup.trainable_embedding, setup.learning_rate = True, 0.05
 
 
 def vocabulary(glove=None) -> list:
@@ -83,7 +253,7 @@ def tiny_seq2seq(fault=None, *, n=64, seed=0, glove=None):
     """A compiled GloVe encoder-decoder and its data, optionally with a fault.
 
     Args:
-        fault: None for the healthy setup, or a code of FAULTS.md (see
+        fault: None for the healthy setup, or a code of docs/faults.md (see
             `FAULTS`). `EMBEDDING_DRIFT` gives a fine-tuned embedding and a
             high learning rate: fit it with `EmbeddingDriftMonitor` to see it.
         n: Number of sentences.
@@ -96,108 +266,86 @@ def tiny_seq2seq(fault=None, *, n=64, seed=0, glove=None):
     Raises:
         ValueError: For an unknown fault, naming the known ones.
     """
-    if fault is not None and fault not in FAULTS:
+    if fault is not None and fault not in INJECTORS:
         raise ValueError(
             f"Unknown `fault` {fault!r}. Pass None or one of: {', '.join(FAULTS)}."
         )
     import keras
 
-    from lossguard.diagnosis.embeddings import remember_source
-    from lossguard.glove import bundled_glove, embedding_matrix, glove_embedding
+    from lossguard.glove import bundled_glove
 
     keras.utils.set_random_seed(seed)
     glove = glove or bundled_glove()
-    vocab = vocabulary(glove)
-    if fault == "EMBEDDING_OOV_ROWS":
-        vocab = vocab + [f"zq{i}xv" for i in range(20)]  # tokens GloVe lacks
-    size = len(vocab)
+    setup = Setup(vocab=vocabulary(glove), glove=glove, seed=seed)
+    if fault is not None:
+        INJECTORS[fault](setup)
     source, decoder, target = tiny_data(
-        n, seed, min_len=1 if fault == "PADDING_NOT_MASKED" else 3, vocab_size=size
+        n, seed, min_len=setup.min_len, vocab_size=len(setup.vocab)
     )
-    if fault == "PADDING_NOT_MASKED":
-        target[:, 2:] = 0  # mostly padding: 1-2 word answers padded to 6
-        decoder[:, 3:] = 0
-        source[:, 2:] = 0
-    masked = fault not in ("EMPTY_LABEL_ROWS", "PADDING_NOT_MASKED")
-    if fault == "EMBEDDING_MISALIGNED":
-        matrix, _ = embedding_matrix([v for v in vocab if v != "<start>"], glove)
-        matrix = np.vstack([matrix, np.zeros((1, glove.dim), "float32")])
-        embed = keras.layers.Embedding(
-            size,
-            glove.dim,
-            embeddings_initializer=keras.initializers.Constant(matrix),
-            trainable=False,
-            mask_zero=True,
-            name="glove_embedding",
-        )
-        remember_source(embed, vocab, glove)  # what the tokenizer uses
+    if setup.data is not None:
+        source, decoder, y = setup.data(setup, source, decoder, target)
     else:
-        embed, _ = glove_embedding(
-            vocab, glove, trainable=fault == "EMBEDDING_DRIFT", mask_zero=masked
-        )
+        y = target
+    model = _build(setup)
+    optimizer = keras.optimizers.Adam(setup.learning_rate)
+    if setup.saturate:
+        optimizer = keras.optimizers.SGD(0.0)  # keep the saturating weights
+    model.compile(optimizer, setup.loss, loss_weights=setup.loss_weights)
+    return model, [source, decoder], y
 
+
+def _embedding(setup):
+    import keras
+
+    from lossguard.glove import embedding_matrix, glove_embedding, remember_source
+
+    glove, vocab = setup.glove, setup.vocab
+    if not setup.misaligned_embedding:
+        embed, _ = glove_embedding(
+            vocab, glove, trainable=setup.trainable_embedding, mask_zero=setup.mask_zero
+        )
+        return embed
+    # Rows built without "<start>": every word after it is one row off.
+    matrix, _ = embedding_matrix([v for v in vocab if v != "<start>"], glove)
+    matrix = np.vstack([matrix, np.zeros((1, glove.dim), "float32")])
+    embed = keras.layers.Embedding(
+        len(vocab),
+        glove.dim,
+        embeddings_initializer=keras.initializers.Constant(matrix),
+        trainable=False,
+        mask_zero=setup.mask_zero,
+        name="glove_embedding",
+    )
+    remember_source(embed, vocab, glove)  # what the tokenizer uses
+    return embed
+
+
+def _build(setup):
+    import keras
+
+    embed = _embedding(setup)
     enc_in = keras.Input((STEPS,), dtype="int32", name="encoder_ids")
     dec_in = keras.Input((STEPS,), dtype="int32", name="decoder_ids")
     _, h, c = keras.layers.LSTM(32, return_state=True, name="encoder")(embed(enc_in))
     seq = keras.layers.LSTM(32, return_sequences=True, name="decoder")(
         embed(dec_in), initial_state=[h, c]
     )
-    if fault == "NEGATIVE_AUX_LOSS":
+    if setup.negative_bonus:
         seq = _negative_bonus_layer()(seq)
-    units, activation, dtype = size, "softmax", None
-    if fault == "NEGATIVE_LABELS":
-        units = glove.dim  # GloVe vectors as targets, through a softmax
-    elif fault == "SINGLE_UNIT_CATEGORICAL":
-        units = 1
-    elif fault == "PREDICTIONS_NOT_PROBABILITIES":
-        activation = None
-    elif fault == "LOW_PRECISION_SATURATION":
-        dtype = "float16"
-    dense = keras.layers.Dense(units, activation=activation, dtype=dtype, name="next")
-    out = dense(seq)
-    model = keras.Model([enc_in, dec_in], out, name="tiny_seq2seq")
-    if fault == "LOW_PRECISION_SATURATION":
-        signs = np.sign(np.random.default_rng(seed).normal(size=dense.kernel.shape))
-        dense.kernel.assign(3000.0 * signs)  # logits beyond float16's range
-
-    y = target
-    loss = "sparse_categorical_crossentropy"
-    onehot = np.eye(size, dtype="float32")
-    if fault == "NEGATIVE_LABELS":
-        matrix, _ = embedding_matrix(vocab, glove)
-        y, loss = matrix[target], "categorical_crossentropy"
-    elif fault == "LABEL_SUM_NOT_ONE":
-        y = onehot[target] + onehot[(target + 1) % size]  # two-hot rows
-        y[target == 0] = 0
-        loss = "categorical_crossentropy"
-    elif fault == "EMPTY_LABEL_ROWS":
-        y = onehot[target]
-        y[target == 0] = 0  # padding one-hot encoded as zeros, unmasked
-        loss = "categorical_crossentropy"
-    elif fault == "LABELS_OUT_OF_RANGE":
-        y = target.copy()
-        y[0, 0] = size + 3  # an id past the vocabulary
-    elif fault == "NONFINITE_LOSS":
-        y = onehot[target]
-        y[1, 0, 2] = np.nan
-        loss = "categorical_crossentropy"
-    elif fault == "LOSS_UNBOUNDED_BELOW":
-        y, loss = onehot[target], "cosine_similarity"
-    elif fault == "PROBABILITIES_AS_LOGITS":
-        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    elif fault == "SINGLE_UNIT_CATEGORICAL":
-        y, loss = np.ones((n, STEPS, 1), "float32"), "categorical_crossentropy"
-    elif fault == "INVALID_LABEL_SMOOTHING":
-        y = onehot[target]
-        loss = keras.losses.CategoricalCrossentropy(label_smoothing=1.5)
-    elif fault == "DECODER_TARGET_NOT_SHIFTED":
-        decoder = target.copy()
-    optimizer = keras.optimizers.Adam(0.05 if fault == "EMBEDDING_DRIFT" else 0.01)
-    if fault == "LOW_PRECISION_SATURATION":
-        optimizer = keras.optimizers.SGD(0.0)  # keep the saturating weights
-    model.compile(
-        optimizer,
-        loss,
-        loss_weights=[-1.0] if fault == "NEGATIVE_WEIGHTS" else None,
+    dense = keras.layers.Dense(
+        setup.units or len(setup.vocab),
+        activation=setup.activation,
+        dtype=setup.dtype,
+        name="next",
     )
-    return model, [source, decoder], y
+    model = keras.Model([enc_in, dec_in], dense(seq), name="tiny_seq2seq")
+    if setup.saturate:
+        signs = np.sign(
+            np.random.default_rng(setup.seed).normal(size=dense.kernel.shape)
+        )
+        dense.kernel.assign(3000.0 * signs)  # logits beyond float16's range
+    return model
+
+
+#: The codes `tiny_seq2seq` can inject, in the registry's order.
+FAULTS = tuple(code for code in _REGISTRY if code in INJECTORS)

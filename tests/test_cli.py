@@ -10,8 +10,9 @@ import lossguard
 
 
 def run(*args, cwd=None):
+    """`lossguard ARGS`: the console script's module, in a fresh process."""
     return subprocess.run(
-        [sys.executable, "-m", "lossguard.cli", *args],
+        [sys.executable, "-m", "lossguard_cli", *args],
         capture_output=True,
         text=True,
         cwd=cwd,
@@ -66,6 +67,9 @@ def test_diagnose_command_names_the_fault_and_exits_1(tmp_path):
     assert result.returncode == 1, result.stderr[-2000:]
     assert "NEGATIVE_LABELS" in result.stdout
     assert "First thing to fix" in result.stdout
+    # lossguard's output, not TensorFlow's start-up lines.
+    for noise in ("oneDNN", "absl::InitializeLog", "cuda"):
+        assert noise not in result.stdout + result.stderr
 
 
 def test_diagnose_command_healthy_data_and_bad_files(tmp_path, capsys):

@@ -27,7 +27,11 @@ def run(name):
         ("01_glove_targets_negative_loss.py", ["NEGATIVE_LABELS", "negative loss"]),
         ("02_fixed_sparse_stable_masked.py", ["no findings"]),
         ("03_fine_tuned_embedding_drift.py", ["EMBEDDING_DRIFT", "mean_cosine"]),
-        ("04_clipping_hides_the_bug.py", ["never negative", "NEGATIVE_LABELS"]),
+        (
+            "04_clipping_hides_the_bug.py",
+            ["never negative", "NEGATIVE_LABELS", "clipped into [0, 10]", "hides"],
+        ),
+        ("05_negative_val_loss.py", ["NEGATIVE_LABELS (epoch 0, validation step"]),
     ],
 )
 def test_example_prints_its_finding(name, expect):
@@ -42,3 +46,7 @@ def test_example_prints_its_finding(name, expect):
         assert [float(v) for v in losses] == sorted(map(float, losses), reverse=True)
     if name.startswith("04"):
         assert float(re.search(r"min (-?[\d.]+) over", out).group(1)) >= 0
+    if name.startswith("05"):
+        val_losses = re.search(r"val_loss per epoch (.*)", out).group(1).split(", ")
+        assert all(float(v) < 0 for v in val_losses)
+        assert "train: 32 batches, lowest label 0" in out

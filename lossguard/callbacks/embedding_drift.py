@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import logging
-import warnings
 
 import keras
 import numpy as np
 
-from lossguard.diagnosis.embeddings import _cosines, _rows, embedding_layers
-from lossguard.diagnosis.findings import Code, Finding, LossSanityWarning, Report
+from lossguard.callbacks.base import FindingsCallback
+from lossguard.diagnosis.faults import check_epoch
+from lossguard.diagnosis.faults.embeddings import (
+    drift,
+    embedding_layers,
+    embedding_rows,
+)
 
 logger = logging.getLogger("lossguard")
 
 
-class EmbeddingDriftMonitor(keras.callbacks.Callback):
+class EmbeddingDriftMonitor(FindingsCallback):
     """Records how far fine-tuned embeddings move from their pre-trained rows.
 
     After every epoch it compares each watched row with its value when
@@ -41,33 +45,23 @@ class EmbeddingDriftMonitor(keras.callbacks.Callback):
     """
 
     COLUMNS = ("epoch", "mean_cosine", "min_cosine", "moved_share", "rows")
+    ACTIONS = ("warn", "stop", "record")
 
     def __init__(
         self, layer=None, original=None, *, threshold=0.9, moved=0.01, action="warn"
     ):
-        super().__init__()
+        super().__init__(action, warn_from="info", act_from="info")
         if not 0 < threshold <= 1:
             raise ValueError(
                 f"`threshold` is a cosine in (0, 1]. Received: threshold={threshold!r}."
             )
         if not 0 < moved < 1:
             raise ValueError(f"`moved` must be in (0, 1). Received: moved={moved!r}.")
-        if action not in ("warn", "stop", "record"):
-            raise ValueError(
-                "`action` must be 'warn', 'stop' or 'record'. "
-                f"Received: action={action!r}."
-            )
         self.layer = layer
         self.original = None if original is None else np.asarray(original, "float32")
         self.threshold = threshold
         self.moved = moved
-        self.action = action
-        self.findings: list[Finding] = []
         self._rows: list[dict] = []
-
-    @property
-    def report(self) -> Report:
-        return Report(self.findings)
 
     @property
     def history(self):
@@ -98,7 +92,7 @@ class EmbeddingDriftMonitor(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self._layer = self._find_layer()
-        start = _rows(self._layer)
+        start = embedding_rows(self._layer)
         if self.original is None:
             self.original = start.copy()
         if self.original.shape != start.shape:
@@ -114,45 +108,10 @@ class EmbeddingDriftMonitor(keras.callbacks.Callback):
             )
 
     def on_epoch_end(self, epoch, logs=None):
-        rows = _rows(self._layer)[self._watched]
-        cos = _cosines(rows, self.original[self._watched])
-        if cos.size == 0:
+        rows = embedding_rows(self._layer)[self._watched]
+        row = drift(rows, self.original[self._watched], self.moved)
+        if row is None:
             return
-        row = {
-            "epoch": epoch,
-            "mean_cosine": float(cos.mean()),
-            "min_cosine": float(cos.min()),
-            "moved_share": float(np.mean(cos < 1 - self.moved)),
-            "rows": int(cos.size),
-        }
-        self._rows.append(row)
-        if row["mean_cosine"] < self.threshold and not self.findings:
-            self._report(row, epoch)
-
-    def _report(self, row, epoch):
-        finding = Finding(
-            Code.EMBEDDING_DRIFT,
-            "info",
-            f"After epoch {epoch} the fine-tuned rows of '{self._layer.name}' "
-            f"have a mean cosine of {row['mean_cosine']:.3f} to their pre-trained "
-            f"values (min {row['min_cosine']:.3f}); {row['moved_share']:.1%} of "
-            f"{row['rows']} rows moved.",
-            "Fine-tuning moves only the rows of words in the training data, and a "
-            "small data set can pull them far from the geometry the vectors "
-            "learned on billions of tokens: the model then over-fits and words "
-            "it saw rarely drift away from the unseen words they were close to.",
-            "Train with the embedding frozen first, then fine-tune with a lower "
-            "learning rate (or fewer epochs); or keep it frozen.",
-            {
-                "layer": self._layer.name,
-                "threshold": self.threshold,
-                **{k: row[k] for k in ("mean_cosine", "min_cosine", "moved_share")},
-            },
-            epoch=epoch,
-        )
-        self.findings.append(finding)
-        logger.info("%s", finding)
-        if self.action in ("warn", "stop"):
-            warnings.warn(str(finding), LossSanityWarning, stacklevel=2)
-        if self.action == "stop":
-            self.model.stop_training = True
+        self._rows.append({"epoch": epoch, **row})
+        for finding in check_epoch(self._layer.name, row, self.threshold, epoch):
+            self._add(finding)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 import os
@@ -12,56 +11,36 @@ import keras
 import numpy as np
 from keras import ops
 
-from lossguard.diagnosis.checks import (
-    check_batch,
-    check_config,
-    sparse_label_crash,
-    weight_mask_crash,
-)
-from lossguard.diagnosis.collect import BatchCollector
-from lossguard.diagnosis.embeddings import check_model_embeddings
-from lossguard.diagnosis.findings import (
-    Finding,
-    LossSanityError,
-    LossSanityWarning,
-    Report,
-)
+from lossguard.callbacks.base import FindingsCallback
+from lossguard.diagnosis.collect import BatchCollector, call_compute_loss
+from lossguard.diagnosis.crashes import weight_mask_crash
+from lossguard.diagnosis.faults import check_batch, check_crash, check_start
+from lossguard.diagnosis.findings import LossSanityWarning
 from lossguard.diagnosis.specs import output_specs
+from lossguard.diagnosis.statistics import MODEL_COLUMNS
 
 logger = logging.getLogger("lossguard")
 
-ACTIONS = ("warn", "raise", "stop", "record")
 PREDICTIONS = ("auto", "all")
-#: History columns first in order (SPEC); the rest follow as measured.
+#: History columns first in order (SPEC), then the model-level statistics
+#: (in the schema's order); the rest follow as measured.
 LEADING_COLUMNS = (
     "epoch",
     "step",
+    "phase",
     "loss",
     "data_loss",
     "aux_loss",
     "running_loss",
-    "label_min",
-    "label_sum_min",
-    "label_sum_max",
-    "pred_min",
-    "pred_max",
-    "pred_sum_min",
-    "pred_sum_max",
-    "weight_min",
+    *MODEL_COLUMNS,
 )
-_AGGREGATE = {
-    "label_min": min,
-    "label_sum_min": min,
-    "label_sum_max": max,
-    "pred_min": min,
-    "pred_max": max,
-    "pred_sum_min": min,
-    "pred_sum_max": max,
-    "weight_min": min,
-}
+_REDUCE = {"min": min, "max": max}
+#: Each buffer row starts with the step's number and its phase.
+_HEADER = ("step", "phase")
+_PHASES = ("train", "validation")
 
 
-class LossSanityCallback(keras.callbacks.Callback):
+class LossSanityCallback(FindingsCallback):
     """Watches every training batch's true loss, labels, predictions and weights.
 
     It wraps the model's `compute_loss` for the duration of `fit`, so the
@@ -78,7 +57,8 @@ class LossSanityCallback(keras.callbacks.Callback):
     Args:
         action: `"warn"` (one `LossSanityWarning` per code), `"raise"`
             (`LossSanityError` with the report on the first error finding),
-            `"stop"` (sets `model.stop_training`), or `"record"`.
+            `"stop"` (warns, and sets `model.stop_training` on the first
+            error finding), or `"record"`.
         log_path: Optional `.csv` or `.parquet` path; the history is written
             there as training runs, flushed every epoch (and every
             `flush_every` batches).
@@ -117,15 +97,11 @@ class LossSanityCallback(keras.callbacks.Callback):
         predictions="auto",
         tensorboard_dir=None,
     ):
-        super().__init__()
+        super().__init__(action)
         if predictions not in PREDICTIONS:
             raise ValueError(
                 f"`predictions` must be one of {PREDICTIONS}. "
                 f"Received: predictions={predictions!r}."
-            )
-        if action not in ACTIONS:
-            raise ValueError(
-                f"`action` must be one of {ACTIONS}. Received: action={action!r}."
             )
         if not isinstance(capacity, int) or capacity < 1:
             raise ValueError(
@@ -136,7 +112,6 @@ class LossSanityCallback(keras.callbacks.Callback):
                 "`log_path` must end in .csv or .parquet. "
                 f"Received: log_path={log_path!r}."
             )
-        self.action = action
         self.log_path = None if log_path is None else os.fspath(log_path)
         self.flush_every = flush_every
         self.capacity = capacity
@@ -145,17 +120,12 @@ class LossSanityCallback(keras.callbacks.Callback):
             None if tensorboard_dir is None else os.fspath(tensorboard_dir)
         )
         self._writer = None
-        self.findings: list[Finding] = []
         self._rows: list[dict] = []
         self._flushed = 0
         self._installed = False
-        self._blind_reason = None
+        self._blind_reasons = {}
 
     # ------------------------------------------------------------ results
-    @property
-    def report(self) -> Report:
-        return Report(self.findings)
-
     @property
     def history(self):
         import pandas as pd
@@ -168,12 +138,20 @@ class LossSanityCallback(keras.callbacks.Callback):
 
     # ------------------------------------------------------- installation
     def on_train_begin(self, logs=None):
+        self._start(fit=True)
+
+    def on_test_begin(self, logs=None):
+        if self._installed:  # validation inside fit
+            self._steps["validation"] = 0
+            return
+        self._start(fit=False)  # model.evaluate(..., callbacks=[cb])
+
+    def _start(self, fit):
         model = self.model
-        self.specs = output_specs(model)
-        self._collector = BatchCollector(model, self.specs)
+        self._collector = BatchCollector(model, output_specs(model))
         spe = int(getattr(model, "steps_per_execution", 1) or 1)
         self._capacity = max(self.capacity, 2 * spe)
-        width = len(self._collector.keys) + 1
+        width = len(self._collector.keys) + len(_HEADER)
         # Under tf.distribute: mirrored, and only the first replica's write
         # counts (every replica holds the same, global-batch row).
         with _strategy_scope(model):
@@ -191,48 +169,74 @@ class LossSanityCallback(keras.callbacks.Callback):
                 aggregation="only_first_replica",
             )
         self._seen = 0
-        self._epoch = 0
-        self._epoch_start = 0
-        self._blind_reason = None
+        self._epoch = 0 if fit else None
+        self._in_fit = fit
+        self._steps = {"train": 0, "validation": 0}
+        self._train_rows = 0
+        self._blind_reasons = {}
         self._trace_error = None
-        self._custom_train_step = type(model).train_step is not (
-            keras.Model.train_step
-        ) and "train_step" in _own_methods(type(model))
+        self._skip_logged = False
+        self._custom_step = {
+            phase: getattr(type(model), f"{phase}_step")
+            is not getattr(keras.Model, f"{phase}_step")
+            and f"{phase}_step" in _own_methods(type(model))
+            for phase in ("train", "test")
+        }
         self._install()
-        for finding in check_config(self.specs) + check_model_embeddings(model):
+        self._checked_specs = None
+        self._check_start()
+
+    @property
+    def specs(self):
+        """What lossguard knows of each output (refined once a batch ran)."""
+        return self._collector.specs
+
+    def _check_start(self):
+        """The configuration checks, again once the specs are refined."""
+        if self._checked_specs is self.specs:
+            return
+        self._checked_specs = self.specs
+        start = check_start(self.model, self.specs)
+        self._start_codes = frozenset(f.code for f in start)
+        for finding in start:
             self._add(finding)
 
     def _install(self):
         model = self.model
-        original = model.compute_loss
-        takes_training = "training" in inspect.signature(original).parameters
         had_own = "compute_loss" in vars(model)
         self._restore = (had_own, vars(model).get("compute_loss"))
+        original = model.compute_loss
 
         def compute_loss(
             x=None, y=None, y_pred=None, sample_weight=None, training=True
         ):
-            if takes_training:
-                loss = original(x, y, y_pred, sample_weight, training=training)
-            else:
-                loss = original(x, y, y_pred, sample_weight)
-            if training and loss is not None:
-                self._record_in_graph(x, y, y_pred, sample_weight, loss)
+            loss = call_compute_loss(original, x, y, y_pred, sample_weight, training)
+            if loss is not None:
+                self._record_in_graph(x, y, y_pred, sample_weight, loss, training)
             return loss
 
         model.compute_loss = compute_loss
-        model.make_train_function(force=True)
-        inner = model.train_function
+        for phase in ("train", "test"):
+            getattr(model, f"make_{phase}_function")(force=True)
+            setattr(
+                model,
+                f"{phase}_function",
+                self._explained(getattr(model, f"{phase}_function")),
+            )
+        self._installed = True
 
-        def train_function(iterator):
+    def _explained(self, inner):
+        """The step function, explaining a crash before it reaches the user."""
+
+        def step_function(*args):
             try:
-                return inner(iterator)
+                return inner(*args)
             except Exception as error:  # noqa: BLE001 - re-raised below
-                self._on_crash(error)
+                if not _end_of_data(error):
+                    self._on_crash(error)
                 raise
 
-        model.train_function = train_function
-        self._installed = True
+        return step_function
 
     def _uninstall(self):
         if not self._installed:
@@ -244,15 +248,17 @@ class LossSanityCallback(keras.callbacks.Callback):
         else:
             vars(model).pop("compute_loss", None)
         model.make_train_function(force=True)
+        model.make_test_function(force=True)
         self._installed = False
 
-    def _record_in_graph(self, x, y, y_pred, sample_weight, loss):
-        """Runs while Keras traces the train step: builds the stats ops."""
+    def _record_in_graph(self, x, y, y_pred, sample_weight, loss, training):
+        """Runs while Keras traces a train or test step: builds the stats ops."""
         try:
             stats = self._collector.row(
                 x, y, y_pred, sample_weight, loss, predictions=self.predictions
             )
-            if self._collector.skipped:
+            if self._collector.skipped and not self._skip_logged:
+                self._skip_logged = True
                 logger.info(
                     "lossguard skips the prediction range statistics of %s: a "
                     "float32 Keras softmax is a distribution by construction "
@@ -264,8 +270,9 @@ class LossSanityCallback(keras.callbacks.Callback):
             self._trace_error = error
             logger.debug("lossguard could not build its statistics", exc_info=True)
             return
-        step = self._counter + 1
-        row = ops.concatenate([ops.expand_dims(ops.cast(step, "float32"), 0), packed])
+        step = ops.cast(self._counter + 1, "float32")
+        phase = ops.convert_to_tensor(0.0 if training else 1.0)
+        row = ops.concatenate([ops.stack([step, phase]), packed])
         index = ops.expand_dims(ops.expand_dims(self._counter % self._capacity, 0), 0)
         self._buffer.assign(
             ops.scatter_update(self._buffer, index, ops.expand_dims(row, 0))
@@ -275,16 +282,29 @@ class LossSanityCallback(keras.callbacks.Callback):
     # ------------------------------------------------------------- hooks
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
-        self._epoch_start = int(self._counter.numpy()) if self._installed else 0
+        self._steps["train"] = 0
 
     def on_train_batch_end(self, batch, logs=None):
+        self._read(batch, logs, "train")
+
+    def on_test_batch_end(self, batch, logs=None):
+        self._read(batch, logs, "validation")
+
+    def on_test_end(self, logs=None):
+        if self._installed and not self._in_fit:
+            self._flush()
+            self._close_writer()
+            self._uninstall()
+
+    def _read(self, batch, logs, phase):
+        """Record the rows the step(s) since the last read wrote."""
         if not self._installed:
             return
         buffer = self._buffer.numpy()
         steps = buffer[:, 0]
         fresh = np.flatnonzero(steps > self._seen)
         if fresh.size == 0:
-            self._blind(batch, logs)
+            self._blind(batch, logs, phase)
             return
         fresh = fresh[np.argsort(steps[fresh])]
         first_new = int(steps[fresh[0]])
@@ -295,6 +315,7 @@ class LossSanityCallback(keras.callbacks.Callback):
                 first_new - self._seen - 1,
                 self._capacity,
             )
+        self._check_start()
         running = _scalar(logs, "loss")
         for i in fresh:
             self._record(buffer[i], running if i == fresh[-1] else math.nan)
@@ -314,24 +335,30 @@ class LossSanityCallback(keras.callbacks.Callback):
 
     # ------------------------------------------------------------ helpers
     def _record(self, values, running):
-        global_step = int(values[0])
-        row = self._collector.unpack(values[1:])
-        step = global_step - self._epoch_start - 1
+        phase = _PHASES[int(values[1])]
+        row = self._collector.unpack(values[len(_HEADER) :])
+        step = self._steps[phase]
+        self._steps[phase] += 1
         if not self._collector.single:
-            for key, reduce in _AGGREGATE.items():
+            for key, how in MODEL_COLUMNS.items():
                 vals = [row[f"{s.name}/{key}"] for s in self.specs]
                 vals = [v for v in vals if not math.isnan(v)]
-                row[key] = reduce(vals) if vals else math.nan
+                row[key] = _REDUCE[how](vals) if vals else math.nan
         row.update(
             epoch=self._epoch,
             step=step,
-            global_step=global_step - 1,
+            phase=phase,
+            global_step=self._train_rows,
             running_loss=running,
         )
+        if phase == "train":
+            self._train_rows += 1
         for spec in self.specs:
             prefix = "" if self._collector.single else f"{spec.name}/"
             row[prefix + "pred_dtype"] = spec.dtype
-        found = check_batch(row, self.specs, self._epoch, step)
+        found = check_batch(
+            row, self.specs, self._epoch, step, phase=phase, known=self._start_codes
+        )
         row["findings"] = ";".join(f.code for f in found)
         self._rows.append(row)
         self._summaries(row)
@@ -345,12 +372,13 @@ class LossSanityCallback(keras.callbacks.Callback):
             return
         import tensorflow as tf
 
+        tag = "lossguard" if row["phase"] == "train" else "lossguard/validation"
         with writer.as_default(step=row["global_step"]):
             for key, value in row.items():
                 if key in ("epoch", "step", "global_step"):
                     continue
                 if isinstance(value, float) and math.isfinite(value):
-                    tf.summary.scalar(f"lossguard/{key}", value)
+                    tf.summary.scalar(f"{tag}/{key}", value)
 
     def _tensorboard(self):
         """The summary writer (chief only), created on first use."""
@@ -367,7 +395,7 @@ class LossSanityCallback(keras.callbacks.Callback):
             self._writer.close()
             self._writer = None
 
-    def _finding_summary(self, finding):
+    def _on_finding(self, finding):
         writer = self._tensorboard()
         if writer is None:
             return
@@ -383,52 +411,43 @@ class LossSanityCallback(keras.callbacks.Callback):
             )
         self._writer.flush()
 
-    def _add(self, finding: Finding):
-        if any(f.code == finding.code for f in self.findings):
-            return
-        self.findings.append(finding)
-        self._finding_summary(finding)
-        log = (
-            logger.error
-            if finding.severity == "error"
-            else (logger.warning if finding.severity == "warning" else logger.info)
-        )
-        log("%s", finding)
-        if self.action == "warn" and finding.severity != "info":
-            warnings.warn(str(finding), LossSanityWarning, stacklevel=2)
-        elif finding.severity == "error" and self.action == "stop":
-            self.model.stop_training = True
-        elif finding.severity == "error" and self.action == "raise":
-            self._flush()
-            self._uninstall()
-            self._close_writer()
-            raise LossSanityError(self.report)
+    def _before_raise(self):
+        self._flush()
+        self._uninstall()
+        self._close_writer()
 
-    def _blind(self, batch, logs):
-        """The train step never called compute_loss: say so once, then log."""
-        if self._blind_reason is None:
+    def _blind(self, batch, logs, phase):
+        """A step never called compute_loss: say so once per phase, then log."""
+        if phase not in self._blind_reasons:
+            step = "train" if phase == "train" else "test"
             if self._trace_error is not None:
                 reason = (
                     f"building its statistics failed "
                     f"({type(self._trace_error).__name__}: {self._trace_error})"
                 )
-            elif self._custom_train_step:
+            elif self._custom_step[step]:
                 reason = (
-                    f"{type(self.model).__name__} overrides train_step and "
+                    f"{type(self.model).__name__} overrides {step}_step and "
                     "does not call compute_loss"
                 )
             else:
-                reason = "the train step did not call model.compute_loss"
-            self._blind_reason = reason
+                reason = f"the {step} step did not call model.compute_loss"
+            self._blind_reasons[phase] = reason
             warnings.warn(
-                f"lossguard cannot see the batches of this model: {reason}. It "
-                "records only Keras' running-mean loss (history['running_loss']), "
-                "so it cannot check labels, predictions or weights.",
+                f"lossguard cannot see the {phase} batches of this model: {reason}. "
+                "It records only Keras' running-mean loss "
+                "(history['running_loss']), so it cannot check labels, "
+                "predictions or weights there.",
                 LossSanityWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
         self._rows.append(
-            {"epoch": self._epoch, "step": batch, "running_loss": _scalar(logs, "loss")}
+            {
+                "epoch": self._epoch,
+                "step": batch,
+                "phase": phase,
+                "running_loss": _scalar(logs, "loss"),
+            }
         )
 
     def _on_crash(self, error):
@@ -440,19 +459,9 @@ class LossSanityCallback(keras.callbacks.Callback):
             logger.error("%s", weights)
             if hasattr(error, "add_note"):  # Python 3.11+
                 error.add_note(f"lossguard: {weights}")
-        finding = sparse_label_crash(error, self.specs, self._epoch)
-        if finding is None:
-            return
-        self._add_quietly(finding)
-        if self.action == "raise":
-            raise LossSanityError(self.report) from error
-
-    def _add_quietly(self, finding):
-        if all(f.code != finding.code for f in self.findings):
-            self.findings.append(finding)
-            logger.error("%s", finding)
-            if self.action == "warn":
-                warnings.warn(str(finding), LossSanityWarning, stacklevel=3)
+        # Raised from here, LossSanityError carries the crash as its context.
+        for finding in check_crash(error, self.specs, self._epoch):
+            self._add(finding, stacklevel=4)
 
     def _flush(self):
         if not self.log_path or self._flushed == len(self._rows):
@@ -497,6 +506,13 @@ def _strategy_scope(model):
     if strategy is None or keras.backend.backend() != "tensorflow":
         return contextlib.nullcontext()
     return strategy.scope()
+
+
+def _end_of_data(error) -> bool:
+    """How a step ends an epoch of unknown length: not a crash."""
+    return isinstance(error, StopIteration) or type(error).__name__ == (
+        "OutOfRangeError"
+    )
 
 
 def _scalar(logs, key):

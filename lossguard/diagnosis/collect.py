@@ -1,18 +1,31 @@
 """One batch -> one row of named statistics (tensors), for every output.
 
 The callback packs the row into a buffer inside the train step; `diagnose`
-evaluates it eagerly. Both then hand the row to `checks.check_batch`.
+evaluates it in a compiled function. Both then hand the row to
+`lossguard.diagnosis.faults.check_batch`.
 """
 
 from __future__ import annotations
 
+import inspect
+import logging
+
 import keras
 from keras import ops
 
-from lossguard.diagnosis.specs import OutputSpec, _per_output, output_specs
-from lossguard.metrics import NAN, OUTPUT_KEYS, is_keras_softmax, output_statistics
+from lossguard.diagnosis.specs import OutputSpec, output_specs, per_output
+from lossguard.diagnosis.statistics import (
+    AUX_TERM,
+    GLOBAL_KEYS,
+    NAN,
+    OUTPUT_KEYS,
+    OUTPUT_LOSS_STATS,
+    is_keras_softmax,
+    output_statistics,
+    stat_of,
+)
 
-GLOBAL_KEYS = ("loss", "data_loss", "aux_loss", "x_nonfinite", "aux_nonfinite")
+logger = logging.getLogger("lossguard")
 
 
 def _may_add_loss(layer) -> bool:
@@ -27,17 +40,19 @@ def _may_add_loss(layer) -> bool:
     return not type(layer).__module__.startswith("keras")
 
 
-def _by_output(value, names):
-    """Spread y / y_pred / sample_weight structures over output names."""
-    if value is None:
-        return [None] * len(names)
-    if isinstance(value, dict):
-        return [value.get(n) for n in names]
-    if isinstance(value, list | tuple) and len(names) > 1:
-        return list(value)
-    if isinstance(value, list | tuple) and len(value) == 1:
-        return [value[0]]
-    return [value]
+def call_compute_loss(method, x, y, y_pred, sample_weight, training=False):
+    """A model's `compute_loss` method, called with or without `training`.
+
+    Keras 3 passes `training`; an override written for earlier versions
+    (keras.io's masked language model) may not take it, and is still valid.
+    """
+    try:
+        takes = "training" in inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        takes = True
+    if takes:
+        return method(x, y, y_pred, sample_weight, training=training)
+    return method(x, y, y_pred, sample_weight)
 
 
 def _nonfinite_inputs(x):
@@ -61,26 +76,6 @@ def replicas_in_sync() -> int:
     return int(context.num_replicas_in_sync) if context is not None else 1
 
 
-def _reduction(key: str) -> str:
-    """How a statistic of the global batch follows from the replicas' values."""
-    base = key.rsplit("/", 1)[-1]
-    if base in ("loss", "data_loss", "aux_loss") or key.startswith("aux:"):
-        return "mean"  # also each output's own data_loss
-    if base in ("rows", "active_rows"):
-        return "sum"
-    if base in ("time_steps", "loss_weight"):
-        return "first"
-    if base == "label_neg_first_row":
-        return "first_row"
-    if base.endswith("_min"):
-        return "min"
-    if base.endswith(("_max", "_nonfinite")):
-        return "max"
-    if base == "weight_neg_share":
-        return "by_rows"
-    return "by_active_rows"  # shares and means over active rows
-
-
 def combine_replicas(rows, keys):
     """One global-batch row from the replicas' rows (a (replicas, keys) tensor).
 
@@ -93,7 +88,7 @@ def combine_replicas(rows, keys):
     columns = []
     for key in keys:
         col = rows[:, index[key]]
-        how = _reduction(key)
+        how = stat_of(key).replicas
         prefix = key[: -len(key.rsplit("/", 1)[-1])]
         if how == "mean":
             value = ops.mean(col)
@@ -116,7 +111,7 @@ def combine_replicas(rows, keys):
         else:
             weight_key = prefix + ("rows" if how == "by_rows" else "active_rows")
             weights = rows[:, index[weight_key]]
-            if key == prefix + "label_sum_mean":  # a mean over non-empty rows
+            if how == "by_nonempty_rows":
                 empty = rows[:, index[prefix + "label_empty_share"]]
                 weights = weights * (1.0 - ops.where(ops.isnan(empty), 0.0, empty))
             ok = ops.logical_and(ops.logical_not(ops.isnan(col)), weights > 0)
@@ -128,6 +123,21 @@ def combine_replicas(rows, keys):
             )
         columns.append(ops.cast(value, "float32"))
     return ops.stack(columns)
+
+
+def _or_nan(what, spec, compute, *args):
+    """`compute(*args)` as float32, or NaN (logged) where it cannot be built."""
+    try:
+        return ops.cast(compute(*args), "float32")
+    except Exception as error:  # noqa: BLE001 - one statistic, not the row
+        logger.info(
+            "lossguard cannot measure %s for output '%s': %s: %s",
+            what,
+            spec.name,
+            type(error).__name__,
+            error,
+        )
+        return ops.convert_to_tensor(NAN)
 
 
 def _loss_object(loss):
@@ -154,6 +164,27 @@ class _FunctionLoss(keras.losses.Loss):
         return self.fn(y_true, y_pred)
 
 
+def _terms(loss, y_true, y_pred):
+    """A loss's unreduced values (one per sample or token)."""
+    if isinstance(loss, keras.losses.Loss):
+        return loss.call(y_true, y_pred)
+    return keras.losses.get(loss)(y_true, y_pred)
+
+
+def at_clip_share(loss, clip, y_true, y_pred):
+    """Share of a clipped loss's terms that sit at one of its bounds (NaN when
+    the loss reduces to one value itself)."""
+    values = ops.cast(_terms(loss, y_true, y_pred), "float32")
+    if len(values.shape) == 0:
+        return ops.convert_to_tensor(NAN)
+    at = ops.zeros_like(values, dtype="bool")
+    for bound in clip:
+        if bound is not None:
+            near = ops.abs(values - bound) <= 1e-6 + 1e-4 * abs(bound)
+            at = ops.logical_or(at, near)
+    return ops.mean(ops.cast(at, "float32"))
+
+
 class BatchCollector:
     """Knows a model's outputs and extra-loss layers; builds a batch's row."""
 
@@ -166,19 +197,30 @@ class BatchCollector:
             layer for layer in getattr(model, "layers", []) if _may_add_loss(layer)
         ]
         self.keys = list(GLOBAL_KEYS)
-        self.keys += [f"aux:{layer.name}" for layer in self.aux_layers]
-        self.keys.append("aux:other")
+        self.keys += [AUX_TERM.name + layer.name for layer in self.aux_layers]
+        self.keys.append(AUX_TERM.name + "other")
         for spec in self.specs:
             prefix = "" if self.single else f"{spec.name}/"
             self.keys += [prefix + key for key in OUTPUT_KEYS]
         # Several outputs: each one's unweighted data loss and its loss_weight,
         # recomputed with the compiled loss (Keras logs only running means).
         self.output_losses = [None] * len(self.specs)
+        self.losses = per_output(getattr(model, "loss", None), self.names, "loss")
         if not self.single:
-            losses = _per_output(getattr(model, "loss", None), self.names, "loss")
-            self.output_losses = [_loss_object(loss) for loss in losses]
+            self.output_losses = [_loss_object(loss) for loss in self.losses]
             for spec in self.specs:
-                self.keys += [f"{spec.name}/data_loss", f"{spec.name}/loss_weight"]
+                self.keys += [f"{spec.name}/{s.name}" for s in OUTPUT_LOSS_STATS]
+
+    def refine(self, y_pred) -> bool:
+        """Learn the specs of outputs whose shape was unknown before a batch
+        ran (a subclassed model, built on its first call). True if they
+        changed."""
+        if all(spec.units is not None for spec in self.specs) or y_pred is None:
+            return False
+        refined = output_specs(self.model, y_pred)
+        changed = refined != self.specs
+        self.specs = refined
+        return changed
 
     def row(self, x, y, y_pred, sample_weight, loss, predictions="all"):
         """The batch's statistics as a dict of float32 scalar tensors.
@@ -188,6 +230,7 @@ class BatchCollector:
         construction; see `skipped`); `"all"` takes them everywhere.
         """
         self.skipped = []
+        self.refine(y_pred)
         stats = dict.fromkeys(self.keys, ops.convert_to_tensor(NAN))
         replicas = replicas_in_sync()
         terms = [ops.cast(ops.sum(t), "float32") for t in self.model.losses]
@@ -203,33 +246,49 @@ class BatchCollector:
         for layer in self.aux_layers:
             own = [ops.cast(ops.sum(t), "float32") for t in layer.losses]
             value = ops.sum(ops.stack(own)) if own else ops.convert_to_tensor(0.0)
-            stats[f"aux:{layer.name}"] = value
+            stats[AUX_TERM.name + layer.name] = value
             attributed = attributed + value
-        stats["aux:other"] = aux - attributed
-        ys = _by_output(y, self.names)
-        preds = _by_output(y_pred, self.names)
-        weights = _by_output(sample_weight, self.names)
-        if len(weights) == 1 and len(self.names) > 1:
-            weights = weights * len(self.names)
-        for spec, yt, yp, sw, loss_fn in zip(
-            self.specs, ys, preds, weights, self.output_losses, strict=False
+        stats[AUX_TERM.name + "other"] = aux - attributed
+        ys = per_output(y, self.names)
+        preds = per_output(y_pred, self.names)
+        weights = per_output(sample_weight, self.names)
+        for spec, yt, yp, sw, loss_fn, compiled in zip(
+            self.specs,
+            ys,
+            preds,
+            weights,
+            self.output_losses,
+            self.losses,
+            strict=True,
         ):
             if yt is None or yp is None:
                 continue
             prefix = "" if self.single else f"{spec.name}/"
             if loss_fn is not None:
-                value = ops.cast(loss_fn(yt, yp, sw), "float32")
+                value = _or_nan("its loss", spec, loss_fn, yt, yp, sw)
                 stats[prefix + "data_loss"] = value * replicas
                 stats[prefix + "loss_weight"] = ops.convert_to_tensor(
                     spec.loss_weight, "float32"
                 )
-            full = predictions == "all" or not is_keras_softmax(yp)
+            softmax = is_keras_softmax(yp)
+            full = predictions == "all" or not softmax
             if not full:
                 self.skipped.append(spec.name)
             for key, value in output_statistics(
-                yt, yp, sw, spec, predictions=full
+                yt, yp, sw, spec, predictions=full, inputs=x
             ).items():
                 stats[prefix + key] = value
+            stats[prefix + "pred_softmax"] = ops.convert_to_tensor(float(softmax))
+            if spec.clip is not None:
+                stats[prefix + "loss_at_clip_share"] = _or_nan(
+                    "the share of clipped terms",
+                    spec,
+                    at_clip_share,
+                    compiled,
+                    spec.clip,
+                    yt,
+                    yp,
+                )
         return stats
 
     def pack(self, stats):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import logging
@@ -9,50 +10,50 @@ import weakref
 
 import numpy as np
 
-from lossguard.diagnosis.checks import (
-    check_batch,
-    check_config,
-    error_detail,
-    sparse_label_crash,
-    weight_mask_crash,
-)
-from lossguard.diagnosis.collect import BatchCollector
-from lossguard.diagnosis.embeddings import check_model_embeddings
-from lossguard.diagnosis.findings import Code, Finding, Report
+from lossguard.diagnosis.collect import BatchCollector, call_compute_loss
+from lossguard.diagnosis.crashes import error_detail, weight_mask_crash
+from lossguard.diagnosis.faults import check_batch, check_crash, check_start
+from lossguard.diagnosis.faults.embeddings import EMBEDDING_MISALIGNED
+from lossguard.diagnosis.findings import Finding, Report
 
-#: Share of target positions equal to the padding id that counts as "most".
-PADDING_SHARE = 0.5
-#: Share of positions where decoder input == target that means "not shifted".
-COPY_SHARE = 0.5
+logger = logging.getLogger("lossguard")
 
 
-def _batches(x, y, sample_weight, batch_size, batches):
+def _batches(x, y, sample_weight, batch_size, batches, needs_y=True):
     """Yield (x, y, sample_weight) batches from arrays, datasets or generators."""
     if y is None and not isinstance(x, np.ndarray | dict | list | tuple):
         iterator = iter(x)  # tf.data.Dataset, PyDataset, generator
         for element in itertools.islice(iterator, batches):
-            if not isinstance(element, tuple) or len(element) < 2:
+            if not isinstance(element, tuple):
+                element = (element,)  # inputs only: a model that adds its loss
+            if len(element) < 2 and needs_y:
                 raise ValueError(
-                    "Each element of `x` must be (x, y) or (x, y, sample_weight). "
-                    f"Received an element of type {type(element).__name__}."
+                    "Each element of `x` must be (x, y) or (x, y, sample_weight) "
+                    "for a model compiled with a loss. Received an element of "
+                    f"{len(element)} part(s)."
                 )
-            yield (*element, None)[:3]
+            yield (*element, None, None)[:3]
         return
-    if y is None:
-        raise ValueError("`y` is required when `x` holds arrays. Received: y=None.")
+    if y is None and needs_y:
+        raise ValueError(
+            "`y` is required when `x` holds arrays and the model is compiled "
+            "with a loss. Received: y=None."
+        )
     import keras
 
     first = keras.tree.flatten(x)[0]
     n = len(first)
     if n == 0:
         raise ValueError("`x` is empty: there is no batch to diagnose.")
-    for other in keras.tree.flatten(y):
+    for other in keras.tree.flatten(y) if y is not None else ():
         if len(other) != n:
             raise ValueError(
                 f"`x` has {n} samples but `y` has {len(other)}. They must match."
             )
 
     def take(structure, piece):
+        if structure is None:
+            return None
         return keras.tree.map_structure(lambda a: np.asarray(a)[piece], structure)
 
     for start in range(0, min(n, batch_size * batches), batch_size):
@@ -61,11 +62,26 @@ def _batches(x, y, sample_weight, batch_size, batches):
         yield take(x, piece), take(y, piece), weights
 
 
+def _class_weights(y, class_weight):
+    """Per-sample weights from `class_weight`, as Keras' fit makes them.
+
+    The class of a sample is its label (a trailing axis of 1 squeezed) or,
+    for one-hot rows, its argmax; classes missing from the dict weigh 1.
+    """
+    ids = np.asarray(y)
+    if ids.ndim > 1:
+        ids = ids.squeeze(-1) if ids.shape[-1] == 1 else ids.argmax(-1)
+    ids = np.round(ids).astype("int64")
+    lookup = np.vectorize(lambda i: float(class_weight.get(int(i), 1.0)))
+    return lookup(ids).astype("float32") if ids.size else ids.astype("float32")
+
+
 def diagnose(
     model,
     x,
     y=None,
     sample_weight=None,
+    class_weight=None,
     batches=8,
     batch_size=32,
     *,
@@ -80,8 +96,12 @@ def diagnose(
         x: Input arrays (a list or dict for several inputs), or a
             `tf.data.Dataset` / `keras.utils.PyDataset` / generator yielding
             `(x, y)` or `(x, y, sample_weight)`.
-        y: Labels, when `x` holds arrays.
+        y: Labels, when `x` holds arrays (None for a model compiled without
+            a loss, whose loss comes from `add_loss`).
         sample_weight: Optional weights, any shape that broadcasts.
+        class_weight: Optional `{class: weight}`, turned into per-sample
+            weights as `fit` does (a sample's class is its label, or the
+            argmax of a one-hot row; missing classes weigh 1).
         batches: At most this many batches are examined.
         batch_size: Batch size for arrays.
         vocabulary, vectors: The tokenizer's words by id and the pre-trained
@@ -101,44 +121,68 @@ def diagnose(
             "`model` is not compiled: diagnose() checks the loss it was compiled "
             "with. Call model.compile(optimizer=..., loss=...) first."
         )
-    collector = BatchCollector(model)
-    specs = collector.specs
-    found: dict[str, Finding] = {}
-    for finding in check_config(specs):
-        found.setdefault(finding.code, finding)
     if (vocabulary is None) != (vectors is None):
         raise ValueError(
             "Pass `vocabulary` and `vectors` together (the tokenizer's words by "
             "id and the GloveVectors the embedding came from)."
         )
-    for finding in check_model_embeddings(model, vocabulary, vectors):
+    if class_weight is not None and sample_weight is not None:
+        raise ValueError(
+            "Pass `class_weight` or `sample_weight`, not both (Keras' fit "
+            "turns class_weight into the sample weights)."
+        )
+    collector = BatchCollector(model)
+    specs = collector.specs
+    found: dict[str, Finding] = {}
+    start = check_start(model, specs, vocabulary, vectors)
+    for finding in start:
         found.setdefault(finding.code, finding)
-    seen = 0
-    compiled = _compiled_step(model, collector)
+    known = frozenset(f.code for f in start)
+    seen, compiled = 0, None
+    needs_y = getattr(model, "loss", None) is not None
     for step, (bx, by, bw) in enumerate(
-        _batches(x, y, sample_weight, batch_size, batches)
+        _batches(x, y, sample_weight, batch_size, batches, needs_y)
     ):
         seen += 1
+        if class_weight is not None and by is not None:
+            bw = _class_weights(by, class_weight)
+        if step == 0:
+            specs = _refined(model, collector, bx, found)
+            known = frozenset(found)
+            compiled = _compiled_step(model, collector)
         values = None
         if compiled is not None:
             try:
                 values = collector.unpack(np.asarray(compiled(bx, by, bw)))
-                masked = _MASKED.get(model, False)
             except Exception:  # noqa: BLE001 - the eager path below explains it
                 values = None
         if values is None:
-            values, masked = _eager_row(model, collector, bx, by, bw, step, found)
+            values = _eager_row(model, collector, bx, by, bw, step, found)
             if values is None:
                 continue
             if values is _STOP:
                 break
-        for finding in check_batch(values, specs, epoch=None, step=step):
-            found.setdefault(finding.code, finding)
-        for finding in _seq2seq_checks(bx, by, bw, masked, specs, step):
+        for finding in check_batch(values, specs, step=step, known=known):
             found.setdefault(finding.code, finding)
     if seen == 0:
         raise ValueError("The data yielded no batch: there is nothing to diagnose.")
     return Report(found.values())
+
+
+def _refined(model, collector, bx, found):
+    """Specs of a model whose outputs are only known once it ran (a
+    subclassed model): run it on the first batch, then check the
+    configuration again with what that showed."""
+    if all(spec.units is not None for spec in collector.specs):
+        return collector.specs
+    try:
+        y_pred = model(bx, training=False)
+    except Exception:  # noqa: BLE001 - the batch loop explains it
+        return collector.specs
+    if collector.refine(y_pred):
+        for finding in check_start(model, collector.specs):
+            found.setdefault(finding.code, finding)
+    return collector.specs
 
 
 #: `_eager_row`'s answer when a known finding already explains a crash.
@@ -148,40 +192,51 @@ _STOP = object()
 def _eager_row(model, collector, bx, by, bw, step, found):
     """The batch's statistics, run eagerly; explains what goes wrong.
 
-    Returns `(values, masked)`; `(None, None)` when a crash became a finding
-    (go on with the next batch); `(_STOP, None)` when an embedding finding
-    already explains the crash (stop). Raises `ValueError` otherwise.
+    Returns the row's values; None when a crash became a finding (go on with
+    the next batch); `_STOP` when an embedding finding already explains the
+    crash (stop). Raises `ValueError` otherwise.
     """
     specs = collector.specs
     y_pred = None
     try:
         y_pred = model(bx, training=False)
-        loss = model.compute_loss(bx, by, y_pred, bw, training=False)
-        row = collector.row(bx, by, y_pred, bw, loss)
+        loss = call_compute_loss(model.compute_loss, bx, by, y_pred, bw)
     except (ValueError, TypeError) as error:
         raise ValueError(
             f"The data does not fit the model on batch {step}: {error}"
             f"{_label_hint(by, specs)}"
         ) from error
     except Exception as error:  # TensorFlow's own errors
-        crash = sparse_label_crash(error, specs, step=step)
+        crashes = check_crash(error, specs, step=step)
         weights = weight_mask_crash(error, in_loss=y_pred is not None)
         if weights is not None:
             raise ValueError(f"Batch {step}: {weights}") from error
-        misaligned = found.get(Code.EMBEDDING_MISALIGNED)
-        if crash is None and misaligned is not None:
+        misaligned = found.get(EMBEDDING_MISALIGNED.code)
+        if not crashes and misaligned is not None:
             # The embedding check already explains why the lookup failed.
-            misaligned.evidence["crash"] = error_detail(error)
-            return _STOP, None
-        if crash is None:
+            evidence = {**misaligned.evidence, "crash": error_detail(error)}
+            found[misaligned.code] = dataclasses.replace(misaligned, evidence=evidence)
+            return _STOP
+        if not crashes:
             raise ValueError(
                 f"The model failed on batch {step}: {type(error).__name__}: "
                 f"{error_detail(error)}"
             ) from error
-        found.setdefault(crash.code, crash)
-        return None, None
-    values = {k: float(np.asarray(v)) for k, v in row.items()}
-    return values, getattr(y_pred, "_keras_mask", None) is not None
+        for crash in crashes:
+            found.setdefault(crash.code, crash)
+        return None
+    try:
+        row = collector.row(bx, by, y_pred, bw, loss)
+        return {k: float(np.asarray(v)) for k, v in row.items()}
+    except Exception as error:  # noqa: BLE001 - lossguard's own failure
+        logger.warning(
+            "lossguard could not measure batch %d (its own failure, not the "
+            "model's, which ran): %s: %s",
+            step,
+            type(error).__name__,
+            error,
+        )
+        return None
 
 
 def _label_hint(y, specs) -> str:
@@ -202,8 +257,6 @@ def _label_hint(y, specs) -> str:
 #: model -> (compile config, compiled step): repeated diagnose calls on the
 #: same model and compile state reuse one trace.
 _STEPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-#: model -> whether its (single) output carries a Keras mask (seen in tracing).
-_MASKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class _OwnRetracing(logging.Filter):
@@ -247,89 +300,10 @@ def _compiled_step(model, collector):
         model = owner()
         traced = BatchCollector(model, specs)
         y_pred = model(bx, training=False)
-        loss = model.compute_loss(bx, by, y_pred, bw, training=False)
-        _MASKED[model] = getattr(y_pred, "_keras_mask", None) is not None
+        loss = call_compute_loss(model.compute_loss, bx, by, y_pred, bw)
         return traced.pack(traced.row(bx, by, y_pred, bw, loss))
 
     _quiet_retracing_warning()
     compiled = tf.function(step, reduce_retracing=True)
     _STEPS[model] = (key, compiled)
     return compiled
-
-
-def _target_ids(y, spec):
-    y = np.asarray(y)
-    if spec.kind == "sparse":
-        return y.squeeze(-1) if y.ndim >= 2 and y.shape[-1] == 1 else y
-    if spec.kind == "categorical" and y.ndim == 3:
-        return y.argmax(-1)
-    return None
-
-
-def _seq2seq_checks(x, y, w, masked, specs, step):
-    if len(specs) != 1:
-        return []
-    spec = specs[0]
-    ids = _target_ids(y, spec)
-    if ids is None or ids.ndim != 2:
-        return []
-    found = []
-    import keras
-
-    inputs = [np.asarray(t) for t in keras.tree.flatten(x)]
-    pad = 0
-    real = ids != pad
-    for i, tokens in enumerate(inputs):
-        if tokens.shape != ids.shape or not np.issubdtype(tokens.dtype, np.integer):
-            continue
-        same = (tokens == ids) & real
-        share = same.sum() / max(real.sum(), 1)
-        if share > COPY_SHARE:
-            found.append(
-                Finding(
-                    Code.DECODER_TARGET_NOT_SHIFTED,
-                    "error",
-                    f"Input {i} equals the target at the same position for "
-                    f"{share:.1%} of the non-padding positions.",
-                    "With teacher forcing the decoder must see the target up to step "
-                    "t-1 to predict step t. Fed the target at step t itself, it only "
-                    "has to copy its input, so the loss collapses towards 0 in "
-                    "training and the model cannot generate anything.",
-                    "Feed [start] + target[:-1] as the decoder input "
-                    "(decoder_input[:, 1:] = target[:, :-1]).",
-                    {"input": i, "copy_share": float(share)},
-                    step=step,
-                )
-            )
-    pad_share = float((ids == pad).mean())
-    ignored = spec.ignore_class == pad
-    weighted = w is not None and np.all(
-        np.broadcast_to(
-            np.asarray(w).reshape(np.asarray(w).shape + (1,) * (ids.ndim - np.ndim(w))),
-            ids.shape,
-        )[ids == pad]
-        == 0
-    )
-    if pad_share > PADDING_SHARE and not (masked or ignored or weighted):
-        found.append(
-            Finding(
-                Code.PADDING_NOT_MASKED,
-                "warning",
-                f"{pad_share:.1%} of the target positions are the padding id {pad} and "
-                "nothing masks them.",
-                "The loss is averaged over every position; padding is trivially easy "
-                "to predict, so it dominates the mean: the loss and accuracy mostly "
-                "measure how well the model predicts padding.",
-                "Embedding(mask_zero=True) on the decoder input, ignore_class=0 in a "
-                "sparse cross-entropy, or sample weights of 0 on padding.",
-                {
-                    "pad_id": pad,
-                    "pad_share": pad_share,
-                    "mask": masked,
-                    "ignore_class": spec.ignore_class,
-                    "sample_weight": w is not None,
-                },
-                step=step,
-            )
-        )
-    return found

@@ -5,33 +5,20 @@ from __future__ import annotations
 import dataclasses
 import html
 import json
-from enum import Enum
 from typing import Any
 
 SEVERITIES = ("error", "warning", "info")
 
 
-class Code(str, Enum):
-    """The stable fault codes of ../shared/FAULTS.md (never renamed)."""
+#: Every declared fault code; filled by `lossguard.diagnosis.registry.fault`.
+KNOWN_CODES: set[str] = set()
+#: Where each code is explained (mkdocs' anchor of its heading).
+DOCS_PAGE = "docs/faults.md"
 
-    NEGATIVE_LABELS = "NEGATIVE_LABELS"
-    LABEL_SUM_NOT_ONE = "LABEL_SUM_NOT_ONE"
-    EMPTY_LABEL_ROWS = "EMPTY_LABEL_ROWS"
-    LABELS_OUT_OF_RANGE = "LABELS_OUT_OF_RANGE"
-    NEGATIVE_WEIGHTS = "NEGATIVE_WEIGHTS"
-    NEGATIVE_AUX_LOSS = "NEGATIVE_AUX_LOSS"
-    LOSS_UNBOUNDED_BELOW = "LOSS_UNBOUNDED_BELOW"
-    NONFINITE_LOSS = "NONFINITE_LOSS"
-    PREDICTIONS_NOT_PROBABILITIES = "PREDICTIONS_NOT_PROBABILITIES"
-    PROBABILITIES_AS_LOGITS = "PROBABILITIES_AS_LOGITS"
-    SINGLE_UNIT_CATEGORICAL = "SINGLE_UNIT_CATEGORICAL"
-    INVALID_LABEL_SMOOTHING = "INVALID_LABEL_SMOOTHING"
-    DECODER_TARGET_NOT_SHIFTED = "DECODER_TARGET_NOT_SHIFTED"
-    PADDING_NOT_MASKED = "PADDING_NOT_MASKED"
-    LOW_PRECISION_SATURATION = "LOW_PRECISION_SATURATION"
-    EMBEDDING_OOV_ROWS = "EMBEDDING_OOV_ROWS"
-    EMBEDDING_MISALIGNED = "EMBEDDING_MISALIGNED"
-    EMBEDDING_DRIFT = "EMBEDDING_DRIFT"
+
+def docs_anchor(code: str) -> str:
+    """Where a code's mechanism, evidence, fix and reproduction are written."""
+    return f"{DOCS_PAGE}#{code.lower()}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +33,8 @@ class Finding:
     evidence: dict = dataclasses.field(default_factory=dict)
     epoch: int | None = None
     step: int | None = None
+    #: "train" or "validation" in fit/evaluate; None in diagnose.
+    phase: str | None = None
 
     def __post_init__(self):
         if self.severity not in SEVERITIES:
@@ -53,7 +42,13 @@ class Finding:
                 f"`severity` must be one of {SEVERITIES}. "
                 f"Received: severity={self.severity!r}."
             )
-        object.__setattr__(self, "code", str(Code(self.code).value))
+        code = str(getattr(self.code, "value", self.code))
+        if code not in KNOWN_CODES:
+            raise ValueError(
+                f"`code` must be a declared fault code. Received: code={code!r}. "
+                f"Known codes: {', '.join(sorted(KNOWN_CODES))}."
+            )
+        object.__setattr__(self, "code", code)
 
     @property
     def where(self) -> str:
@@ -61,7 +56,10 @@ class Finding:
         if self.epoch is not None:
             parts.append(f"epoch {self.epoch}")
         if self.step is not None:
-            parts.append(f"step {self.step}" if parts else f"batch {self.step}")
+            step = f"step {self.step}" if parts else f"batch {self.step}"
+            if self.phase == "validation":
+                step = f"validation {step}"
+            parts.append(step)
         return ", ".join(parts)
 
     def __repr__(self) -> str:
@@ -74,7 +72,8 @@ class Finding:
             f"[{self.severity.upper()}] {self.code}{at}\n"
             f"  {self.message}\n"
             f"  Why: {self.explanation}\n"
-            f"  Fix: {self.fix}"
+            f"  Fix: {self.fix}\n"
+            f"  More: {docs_anchor(self.code)}"
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 
 import keras
+
+logger = logging.getLogger("lossguard")
 
 # Loss names (lower-case, function or class) -> the family lossguard checks.
 _KINDS = {
@@ -69,6 +72,11 @@ class OutputSpec:
     activation: str | None = None
     units: int | None = None
     dtype: str = "float32"
+    #: How lossguard knows the loss: "" for Keras' and lossguard's own, else
+    #: what probing found (`lossguard.diagnosis.probe`).
+    identified: str = ""
+    #: (low, high) bounds the loss clips each term into (either may be None).
+    clip: tuple | None = None
 
     @property
     def expects_probabilities(self) -> bool:
@@ -117,31 +125,49 @@ def _activation_name(layer) -> str | None:
     return getattr(act, "__name__", str(act))
 
 
-def _per_output(value, names, what):
-    """Spread a compile() argument (single, list or dict) over output names."""
+def per_output(value, names, what=None):
+    """Spread a per-output structure (single, list or dict) over output names.
+
+    A single value is shared by every output. A list must have one entry per
+    output where `what` names a compile() argument (else `ValueError`); a
+    list of another length (labels of one output given as a list) is one value.
+    """
     if isinstance(value, dict):
         return [value.get(n) for n in names]
     if isinstance(value, list | tuple):
-        if len(value) != len(names):
+        if len(value) == len(names):
+            return list(value)
+        if what is not None:
             raise ValueError(
                 f"`{what}` has {len(value)} entries for {len(names)} outputs "
                 f"{names}. Pass one per output."
             )
-        return list(value)
     return [value] * len(names)
 
 
-def _kind_from_name(name, loss) -> str:
-    """A custom loss named like a cross-entropy (e.g. a wrapper that clips it)
-    is checked as one: its labels must be distributions or ids all the same."""
-    if loss is None:
-        return "none"
-    low = name.lower()
-    if not any(word in low for word in ("crossentropy", "cross_entropy")):
-        return "other"
-    if "binary" in low:
-        return "binary"
-    return "sparse" if "sparse" in low else "categorical"
+def _is_own(loss) -> bool:
+    """A string name, or a loss class or function of Keras or lossguard."""
+    if isinstance(loss, str):
+        return True
+    inner = getattr(loss, "fn", None) if _is_wrapper(loss) else loss
+    module = getattr(inner, "__module__", None) or type(inner).__module__
+    return module.split(".")[0] in ("keras", "lossguard")
+
+
+def _is_wrapper(loss) -> bool:
+    return type(loss).__name__ == "LossFunctionWrapper"
+
+
+def _lossguard_clip(loss):
+    """The (min_loss, max_loss) of lossguard's Clipped* losses."""
+    if not (isinstance(loss, keras.losses.Loss) and hasattr(loss, "clipped_count")):
+        return None
+    config = loss.get_config()
+    high = config.get("max_loss")
+    if high is None:
+        eps = config.get("epsilon") or keras.config.epsilon()
+        high = -math.log(eps)
+    return (config.get("min_loss"), high)
 
 
 def output_layers(model) -> list:
@@ -158,45 +184,103 @@ def output_layers(model) -> list:
     return layers
 
 
-def output_specs(model) -> list[OutputSpec]:
-    """One `OutputSpec` per model output, from the compile configuration."""
+def output_specs(model, outputs=None) -> list[OutputSpec]:
+    """One `OutputSpec` per model output, from the compile configuration.
+
+    `outputs` are tensors of the model's outputs (a batch's `y_pred`), for
+    a model whose outputs are not known before it runs (a subclassed model
+    not built yet); by default the model's symbolic outputs.
+    """
     names = list(getattr(model, "output_names", None) or ["output"])
     layers = output_layers(model) or [None] * len(names)
     if len(layers) != len(names):
         layers = [None] * len(names)
-    losses = _per_output(getattr(model, "loss", None), names, "loss")
-    config = {}
-    try:
-        config = model.get_compile_config() or {}
-    except (AttributeError, NotImplementedError):
-        config = {}
-    weights = _per_output(config.get("loss_weights"), names, "loss_weights")
-    outputs = list(getattr(model, "outputs", None) or [])
+    losses = per_output(getattr(model, "loss", None), names, "loss")
+    weights = per_output(_loss_weights(model), names, "loss_weights")
+    if outputs is not None:
+        outputs = per_output(outputs, names)
+    else:
+        outputs = list(getattr(model, "outputs", None) or [])
     specs = []
     for i, name in enumerate(names):
         loss = losses[i]
-        loss_name = _loss_name(loss)
-        kind = _KIND_OF.get(loss_name.lower()) or _kind_from_name(loss_name, loss)
         tensor = outputs[i] if i < len(outputs) else None
         shape = tuple(tensor.shape) if tensor is not None else ()
         weight = weights[i]
-        specs.append(
-            OutputSpec(
-                name=name,
-                loss_name=loss_name,
-                kind=kind,
-                from_logits=bool(_loss_setting(loss, "from_logits", False)),
-                label_smoothing=float(_loss_setting(loss, "label_smoothing", 0.0) or 0),
-                ignore_class=_loss_setting(loss, "ignore_class", None),
-                loss_weight=1.0 if weight is None else float(weight),
-                activation=_activation_name(layers[i]),
-                units=shape[-1] if shape else None,
-                dtype=keras.backend.standardize_dtype(
-                    getattr(tensor, "dtype", "float32")
-                ),
-            )
-        )
+        common = {
+            "name": name,
+            "loss_name": _loss_name(loss),
+            "loss_weight": 1.0 if weight is None else float(weight),
+            "activation": _activation_name(layers[i]),
+            "units": shape[-1] if shape else None,
+            "dtype": keras.backend.standardize_dtype(
+                getattr(tensor, "dtype", "float32")
+            ),
+        }
+        with _eager():
+            specs.append(OutputSpec(**common, **_loss_family(loss, shape)))
     return specs
+
+
+def _eager():
+    """Run eagerly even while a TensorFlow step is being traced (probing
+    calls the loss on concrete tensors)."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.init_scope()
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+def _loss_weights(model):
+    """compile()'s loss_weights, read from its config (None when unreadable)."""
+    try:
+        return (model.get_compile_config() or {}).get("loss_weights")
+    except Exception as error:  # noqa: BLE001 - e.g. a functools.partial loss
+        logger.info(
+            "lossguard cannot read the compile config (%s: %s); it takes every "
+            "loss_weight as 1.",
+            type(error).__name__,
+            error,
+        )
+        return None
+
+
+def _loss_family(loss, shape) -> dict:
+    """The loss's family and settings: by name for Keras' and lossguard's own
+    losses, else by probing how it behaves (`lossguard.diagnosis.probe`)."""
+    if loss is None:
+        return {"kind": "none"}
+    name = _loss_name(loss).lower()
+    if _is_own(loss) and name in _KIND_OF:
+        return {
+            "kind": _KIND_OF[name],
+            "from_logits": bool(_loss_setting(loss, "from_logits", False)),
+            "label_smoothing": float(_loss_setting(loss, "label_smoothing", 0.0) or 0),
+            "ignore_class": _loss_setting(loss, "ignore_class", None),
+            "clip": _lossguard_clip(loss),
+        }
+    from lossguard.diagnosis.probe import identify
+
+    identity = identify(loss, shape)
+    if identity.kind == "other":
+        logger.info(
+            "lossguard cannot tell what the loss %r is (%s): it checks weights, "
+            "extra terms, non-finite values and negative batch losses, but not "
+            "labels or predictions against a family.",
+            _loss_name(loss),
+            identity.how,
+        )
+    return {
+        "kind": identity.kind,
+        "from_logits": identity.from_logits,
+        "label_smoothing": identity.label_smoothing,
+        "ignore_class": 0 if identity.masks_padding else None,
+        "identified": identity.how,
+        "clip": identity.clip,
+    }
 
 
 def clip_ceiling() -> float:

@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 import lossguard
+from lossguard.diagnosis.registry import FAULTS
 from tests.helpers import T, V, classifier, onehot, seq2seq, token_data
 
 
@@ -200,7 +201,7 @@ def test_sparse_label_out_of_range_versus_embedding_input_out_of_range():
         lossguard.diagnose(model, bad_inputs, ids, batch_size=10)
 
 
-# ------------------------------------------------ one fault per FAULTS.md code
+# ------------------------------------------- one fault per catalogued code
 class NegativeBonus(keras.layers.Layer):
     """An 'entropy bonus' with the wrong sign: add_loss(-5 - mean(h^2))."""
 
@@ -291,15 +292,6 @@ FAULT_EVIDENCE = {
 }
 
 
-#: FAULTS.md's severities, where not `error`.
-SEVERITY = {
-    "EMPTY_LABEL_ROWS": "warning",
-    "PROBABILITIES_AS_LOGITS": "warning",
-    "LOW_PRECISION_SATURATION": "warning",
-    "LOSS_UNBOUNDED_BELOW": "info",
-}
-
-
 @pytest.mark.parametrize("code", sorted(FAULT_EVIDENCE))
 def test_each_fault_is_found_with_its_evidence(code):
     model, x, y, weights = _fault_case(code)
@@ -307,4 +299,4 @@ def test_each_fault_is_found_with_its_evidence(code):
     finding = report.get(code)
     assert finding is not None, str(report)
     assert FAULT_EVIDENCE[code](finding.evidence), finding.evidence
-    assert finding.severity == SEVERITY.get(code, "error")
+    assert finding.severity == FAULTS[code].severity

@@ -5,19 +5,13 @@ import subprocess
 import sys
 import textwrap
 
+from lossguard.diagnosis.registry import FAULTS as REGISTRY
 from lossguard.testing import FAULTS
 
-#: FAULTS.md's severities, where not `error`.
-WARNINGS = {
-    "EMPTY_LABEL_ROWS",
-    "PROBABILITIES_AS_LOGITS",
-    "PADDING_NOT_MASKED",
-    "LOW_PRECISION_SATURATION",
-    "EMBEDDING_OOV_ROWS",
-}
-INFO = {"LOSS_UNBOUNDED_BELOW", "EMBEDDING_DRIFT"}
-#: diagnose() runs no training: drift only shows in fit (EmbeddingDriftMonitor).
-SEEN_BY_DIAGNOSE = [f for f in FAULTS if f != "EMBEDDING_DRIFT"]
+INFO = {code for code, fault in REGISTRY.items() if fault.severity == "info"}
+#: diagnose() runs no training: faults only seen after an epoch (drift) are
+#: found in fit by EmbeddingDriftMonitor.
+SEEN_BY_DIAGNOSE = [f for f in FAULTS if REGISTRY[f].stages != ("epoch",)]
 
 
 def sections(output):
@@ -96,6 +90,18 @@ def test_default_bar_marker_fixtures_and_opt_out(pytester):
         def test_error_fails(lossguard_check, lossguard_tiny_seq2seq):
             lossguard_check(*lossguard_tiny_seq2seq(fault="NEGATIVE_WEIGHTS"))
 
+        def test_failure_names_only_codes_at_the_bar(lossguard_check, monkeypatch):
+            from lossguard.diagnosis.registry import FAULTS
+
+            report = lossguard.Report(
+                [
+                    FAULTS[code].finding("measured", "why", "fix")
+                    for code in ("NEGATIVE_LABELS", "EMPTY_LABEL_ROWS")
+                ]
+            )
+            monkeypatch.setattr(lossguard, "diagnose", lambda *a, **k: report)
+            lossguard_check(None, None)
+
         def test_glove_and_callback(lossguard_glove, lossguard_callback):
             assert len(lossguard_glove) == 3000 and lossguard_glove.dim == 50
             assert lossguard_callback.action == "raise"
@@ -122,9 +128,12 @@ def test_default_bar_marker_fixtures_and_opt_out(pytester):
         """
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=4, failed=2)
+    result.assert_outcomes(passed=4, failed=3)
     text = sections(result.stdout.str())
-    assert "lossguard found NEGATIVE_WEIGHTS" in text["test_error_fails"]
+    at_bar = text["test_failure_names_only_codes_at_the_bar"]
+    assert "lossguard found NEGATIVE_LABELS (failing" in at_bar
+    assert "[WARNING] EMPTY_LABEL_ROWS" in at_bar  # in the report, not the list
+    assert "lossguard found NEGATIVE_WEIGHTS (failing" in text["test_error_fails"]
     marked = text["test_marked_fit_of_a_broken_setup"]
     assert "LossSanityError" in marked and "NEGATIVE_LABELS" in marked
 

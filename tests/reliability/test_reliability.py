@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import lossguard
-from lossguard.diagnosis.checks import check_batch
+from lossguard.diagnosis.faults import check_batch
 from lossguard.diagnosis.specs import OutputSpec
-from lossguard.metrics import output_statistics
+from lossguard.diagnosis.statistics import output_statistics
 from tests.helpers import T, onehot, seq2seq, token_data
 
 HERE = os.path.dirname(__file__)

@@ -1,21 +1,22 @@
-"""Checks of pre-trained embedding layers: OOV rows and misalignment.
+"""Pre-trained embedding faults: OOV rows, misalignment, drift.
 
 `check_embedding(layer, vocabulary, vectors)` compares an `Embedding`'s rows
 with the vectors of the words its ids stand for. Layers made by
-`lossguard.glove.glove_embedding` remember their vocabulary and vectors, so
-`diagnose` and `LossSanityCallback` check them without being told. Drift of
-fine-tuned rows is watched by `lossguard.callbacks.EmbeddingDriftMonitor`.
+`lossguard.glove.glove_embedding` remember their vocabulary and vectors
+(`lossguard.glove.embedding_source`), so `diagnose` and `LossSanityCallback`
+check them without being told. Drift of fine-tuned rows is measured here
+(`drift`) and watched by `lossguard.EmbeddingDriftMonitor` after each epoch.
 """
 
 from __future__ import annotations
 
 import logging
-import weakref
 
 import keras
 import numpy as np
 
-from lossguard.diagnosis.findings import Code, Finding
+from lossguard.diagnosis.registry import fault
+from lossguard.glove import RESERVED, embedding_source
 
 logger = logging.getLogger("lossguard")
 
@@ -28,13 +29,24 @@ OFFSETS = range(-3, 4)
 #: Words sampled for the alignment check.
 SAMPLE = 500
 
-#: layer -> (vocabulary, GloveVectors, lowercase); set by glove_embedding().
-_SOURCES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def remember_source(layer, vocabulary, vectors, lowercase=False):
-    """Record what an embedding layer was built from (for later checks)."""
-    _SOURCES[layer] = (vocabulary, vectors, lowercase)
+EMBEDDING_OOV_ROWS = fault(
+    "EMBEDDING_OOV_ROWS",
+    "warning",
+    "Words without a pre-trained vector",
+    "Many vocabulary words have no vector, and the frozen layer cannot learn them.",
+)
+EMBEDDING_MISALIGNED = fault(
+    "EMBEDDING_MISALIGNED",
+    "error",
+    "Embedding rows do not match the tokenizer's ids",
+    "Rows hold other words' vectors (an offset, another vocabulary).",
+)
+EMBEDDING_DRIFT = fault(
+    "EMBEDDING_DRIFT",
+    "info",
+    "Fine-tuned embeddings drifted",
+    "Fine-tuned rows moved far from their pre-trained values.",
+)
 
 
 def embedding_layers(model) -> list:
@@ -57,13 +69,15 @@ def _words_by_id(vocabulary) -> list:
     return list(vocabulary)
 
 
-def _rows(layer_or_matrix) -> np.ndarray:
+def embedding_rows(layer_or_matrix) -> np.ndarray:
+    """The rows of an `Embedding` layer (or a matrix) as a float32 array."""
     if isinstance(layer_or_matrix, keras.layers.Embedding):
         return np.asarray(keras.ops.convert_to_numpy(layer_or_matrix.embeddings))
     return np.asarray(layer_or_matrix, dtype="float32")
 
 
-def _cosines(a, b) -> np.ndarray:
+def cosines(a, b) -> np.ndarray:
+    """Row-wise cosine similarity of two matrices."""
     na = np.linalg.norm(a, axis=-1)
     nb = np.linalg.norm(b, axis=-1)
     return np.sum(a * b, axis=-1) / np.maximum(na * nb, 1e-12)
@@ -92,10 +106,10 @@ def check_embedding(layer, vocabulary=None, vectors=None, *, lowercase=False):
     Raises:
         ValueError: When the vocabulary or vectors do not fit the layer.
     """
-    recorded = _SOURCES.get(layer) if not isinstance(layer, np.ndarray) else None
+    recorded = None if isinstance(layer, np.ndarray) else embedding_source(layer)
     if vocabulary is None and vectors is None and recorded:
         vocabulary, vectors, lowercase = recorded
-    rows = _rows(layer)
+    rows = embedding_rows(layer)
     name = _layer_name(layer)
     if vocabulary is None or vectors is None:
         return _zero_rows(rows, layer, name)
@@ -105,8 +119,6 @@ def check_embedding(layer, vocabulary=None, vectors=None, *, lowercase=False):
             f"`vectors` have {vectors.dim} dims but {name} has {rows.shape[1]}. "
             "Pass the vectors the layer was built from."
         )
-    from lossguard.glove import RESERVED
-
     keys = [
         None if w is None or w in RESERVED else (w.lower() if lowercase else w)
         for w in words
@@ -124,23 +136,21 @@ def check_embedding(layer, vocabulary=None, vectors=None, *, lowercase=False):
     pos = positions[has]
     inside = ids < rows.shape[0]
     ids, pos = ids[inside], pos[inside]
+    short = len(words) > rows.shape[0]
+    extra = {"rows": rows.shape[0], "vocabulary_ids": len(words)} if short else {}
+    misaligned = []
     if ids.size:
         pick = np.random.default_rng(0).permutation(ids.size)[:SAMPLE]
-        found += _alignment(rows, vectors.vectors, ids[pick], pos[pick], words, layer)
-    if len(words) > rows.shape[0] and not any(
-        f.code == Code.EMBEDDING_MISALIGNED for f in found
-    ):
-        found.append(_too_few_rows(name, len(words), rows.shape[0]))
-    elif len(words) > rows.shape[0]:
-        found[-1].evidence["rows"] = rows.shape[0]
-        found[-1].evidence["vocabulary_ids"] = len(words)
-    return found
+        misaligned = _alignment(
+            rows, vectors.vectors, ids[pick], pos[pick], words, layer, extra
+        )
+    if short and not misaligned:
+        misaligned = [_too_few_rows(name, len(words), rows.shape[0])]
+    return found + misaligned
 
 
 def _too_few_rows(name, ids, rows):
-    return Finding(
-        Code.EMBEDDING_MISALIGNED,
-        "error",
+    return EMBEDDING_MISALIGNED.finding(
         f"The vocabulary has {ids} ids but '{name}' has {rows} rows: ids "
         f"{rows}..{ids - 1} have no row.",
         "An embedding looks rows up by id; an id past the last row fails on CPU "
@@ -152,9 +162,7 @@ def _too_few_rows(name, ids, rows):
 
 
 def _oov_finding(name, share, missing, total):
-    return Finding(
-        Code.EMBEDDING_OOV_ROWS,
-        "warning",
+    return EMBEDDING_OOV_ROWS.finding(
         f"{share:.1%} of the {total} vocabulary words of '{name}' have no "
         f"pre-trained vector (e.g. {', '.join(map(str, missing[:8]))}).",
         "Their rows are zeros or random numbers that carry no meaning, and the "
@@ -185,7 +193,7 @@ def _zero_rows(rows, layer, name):
     return [_oov_finding(name, share, [f"id {i}" for i in ids], rows.shape[0] - 2)]
 
 
-def _alignment(rows, table, ids, positions, words, layer):
+def _alignment(rows, table, ids, positions, words, layer, extra):
     """EMBEDDING_MISALIGNED when rows fit their words' vectors at another offset."""
     name = _layer_name(layer)
     target = table[positions]
@@ -195,7 +203,7 @@ def _alignment(rows, table, ids, positions, words, layer):
         ok = (shifted >= 0) & (shifted < rows.shape[0])
         if not ok.any():
             continue
-        cos = _cosines(rows[shifted[ok]], target[ok])
+        cos = cosines(rows[shifted[ok]], target[ok])
         share[offset] = float(np.mean(cos > MATCH_COSINE))
     at_zero = share.get(0, 0.0)
     best = max(share, key=share.get)
@@ -204,7 +212,7 @@ def _alignment(rows, table, ids, positions, words, layer):
     unrelated = frozen and max(share.values()) < 0.1
     if not (shifted or unrelated):
         return []
-    cos0 = _cosines(rows[ids], target)
+    cos0 = cosines(rows[ids], target)
     bad = [words[i] for i in ids[cos0 <= MATCH_COSINE][:8]]
     if shifted:
         where = f"row id + {best}" if best > 0 else f"row id - {-best}"
@@ -221,9 +229,7 @@ def _alignment(rows, table, ids, positions, words, layer):
             "the rows come from another vocabulary."
         )
     return [
-        Finding(
-            Code.EMBEDDING_MISALIGNED,
-            "error",
+        EMBEDDING_MISALIGNED.finding(
             message,
             "An embedding row is looked up by the tokenizer's id. If the matrix "
             "was built with another word -> id map (a reserved 0 or OOV id "
@@ -240,11 +246,14 @@ def _alignment(rows, table, ids, positions, words, layer):
                 "best_offset_share": share[best],
                 "sampled": int(len(ids)),
                 "mismatched_words": bad,
+                **extra,
             },
         )
     ]
 
 
+@EMBEDDING_OOV_ROWS.check("model")
+@EMBEDDING_MISALIGNED.check("model")
 def check_model_embeddings(model, vocabulary=None, vectors=None) -> list:
     """Findings for the model's embedding layers.
 
@@ -268,3 +277,45 @@ def check_model_embeddings(model, vocabulary=None, vectors=None) -> list:
                 raise
             logger.info("lossguard skipped %s: %s", layer.name, error)
     return found
+
+
+def drift(rows, original, moved) -> dict | None:
+    """How far fine-tuned `rows` moved from their `original` values.
+
+    Returns the mean and minimum cosine to the original, the share of rows
+    that moved (cosine below `1 - moved`) and the row count; None for no rows.
+    """
+    cos = cosines(rows, original)
+    if cos.size == 0:
+        return None
+    return {
+        "mean_cosine": float(cos.mean()),
+        "min_cosine": float(cos.min()),
+        "moved_share": float(np.mean(cos < 1 - moved)),
+        "rows": int(cos.size),
+    }
+
+
+@EMBEDDING_DRIFT.check("epoch")
+def embedding_drift(layer_name, row, threshold, epoch):
+    """EMBEDDING_DRIFT when the mean cosine of `drift` fell below `threshold`."""
+    if row["mean_cosine"] >= threshold:
+        return None
+    return EMBEDDING_DRIFT.finding(
+        f"After epoch {epoch} the fine-tuned rows of '{layer_name}' have a mean "
+        f"cosine of {row['mean_cosine']:.3f} to their pre-trained values (min "
+        f"{row['min_cosine']:.3f}); {row['moved_share']:.1%} of {row['rows']} rows "
+        "moved.",
+        "Fine-tuning moves only the rows of words in the training data, and a "
+        "small data set can pull them far from the geometry the vectors learned "
+        "on billions of tokens: the model then over-fits and words it saw rarely "
+        "drift away from the unseen words they were close to.",
+        "Train with the embedding frozen first, then fine-tune with a lower "
+        "learning rate (or fewer epochs); or keep it frozen.",
+        {
+            "layer": layer_name,
+            "threshold": threshold,
+            **{k: row[k] for k in ("mean_cosine", "min_cosine", "moved_share")},
+        },
+        epoch=epoch,
+    )

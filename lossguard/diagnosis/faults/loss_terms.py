@@ -1,0 +1,233 @@
+"""Loss-term faults: the weights and extra terms of Keras' total loss.
+
+Keras reports sum_outputs(loss_weight * reduce(sample_weight * loss)) +
+sum(model.losses). With labels and predictions in order each data term is
+>= 0, so a negative or non-finite total comes from a weight, an extra term,
+or a loss that is not a cross-entropy. Each check reads one batch's
+statistics, or the compile configuration.
+"""
+
+from __future__ import annotations
+
+import math
+
+from lossguard.diagnosis.faults.format import measured, num, of_output, pct
+from lossguard.diagnosis.registry import fault
+from lossguard.diagnosis.specs import UNBOUNDED_RANGES
+from lossguard.diagnosis.statistics import AUX_TERM
+
+NEGATIVE_WEIGHTS = fault(
+    "NEGATIVE_WEIGHTS",
+    "error",
+    "Negative weights",
+    "A negative sample_weight, class_weight or loss_weights entry.",
+)
+NEGATIVE_AUX_LOSS = fault(
+    "NEGATIVE_AUX_LOSS",
+    "error",
+    "Negative extra loss term",
+    "A term of model.losses (add_loss, a regulariser) pulls the total below 0.",
+)
+LOSS_UNBOUNDED_BELOW = fault(
+    "LOSS_UNBOUNDED_BELOW",
+    "info",
+    "Loss negative by design",
+    "The loss is not a cross-entropy and is negative at its best (e.g. cosine).",
+)
+NONFINITE_LOSS = fault(
+    "NONFINITE_LOSS",
+    "error",
+    "Non-finite loss",
+    "NaN or Inf in the loss, traced to its first non-finite source.",
+)
+NEGATIVE_LOSS = fault(
+    "NEGATIVE_LOSS",
+    "warning",
+    "Negative loss, unexplained",
+    "A batch loss below zero that no specific code explains.",
+)
+
+#: Codes that explain a sub-zero loss: with one of them, NEGATIVE_LOSS is moot.
+EXPLAINS_NEGATIVE = {
+    "NEGATIVE_LABELS",
+    "LABEL_SUM_NOT_ONE",
+    "LABELS_OUT_OF_RANGE",
+    "NEGATIVE_WEIGHTS",
+    "NEGATIVE_AUX_LOSS",
+    "LOSS_UNBOUNDED_BELOW",
+    "NONFINITE_LOSS",
+    "PREDICTIONS_NOT_PROBABILITIES",
+    "INVALID_LABEL_SMOOTHING",
+}
+#: Below this a loss is negative, not float rounding around 0.
+NEGATIVE_BELOW = -1e-6
+
+
+@NONFINITE_LOSS.check("batch")
+def nonfinite_loss(g, outs, specs):
+    if measured(g["loss"]) and math.isfinite(g["loss"]):
+        return None
+    sources = [("inputs", g.get("x_nonfinite", 0))]
+    for spec, s in zip(specs, outs, strict=True):
+        sources += [
+            (f"labels ({spec.name})", s["y_nonfinite"]),
+            (f"sample weights ({spec.name})", s["weight_nonfinite"]),
+            (f"predictions ({spec.name})", s["pred_nonfinite"]),
+        ]
+    sources.append(("an extra loss term (model.losses)", g.get("aux_nonfinite", 0)))
+    first = next((name for name, flag in sources if measured(flag) and flag), None)
+    unmeasured = [
+        f"predictions ({spec.name})"
+        for spec, s in zip(specs, outs, strict=True)
+        if not measured(s["pred_nonfinite"])
+    ]
+    # A skipped prediction pass (a Keras softmax: the loss reads its logits)
+    # leaves the model itself as the only source left once the rest is finite.
+    source = first or (unmeasured[0] if unmeasured else None)
+    source = source or "overflow in the loss computation itself"
+    why = {
+        "inputs": "NaN or Inf in the input batch propagates through every layer.",
+        "labels": "a NaN or Inf label makes its term y * log p non-finite.",
+        "sample": "a NaN or Inf weight multiplies the token's loss.",
+        "predictions": "the inputs and labels are finite, so the model itself "
+        "overflowed (exploding activations or weights, often a learning rate "
+        "too high) or already holds NaN weights from an earlier step.",
+        "an": "an add_loss term or regulariser is non-finite.",
+        "overflow": "inputs, labels, weights and predictions are finite, so the "
+        "loss's own arithmetic overflowed (e.g. log of 0 in a hand-written loss).",
+    }[source.split()[0]]
+    return NONFINITE_LOSS.finding(
+        f"The batch loss is {g['loss']}; the first non-finite source is {source}.",
+        f"A single NaN or Inf anywhere in the sum makes the loss non-finite: {why}",
+        "Clean the data (np.isfinite on inputs, labels and weights), use a stable "
+        "loss (lossguard.losses), lower the learning rate or clip gradients "
+        "(optimizer clipnorm=1.0).",
+        {"loss": g["loss"], "source": source},
+    )
+
+
+@NEGATIVE_AUX_LOSS.check("batch")
+def negative_aux_loss(g, outs, specs):
+    aux, data = g.get("aux_loss", 0.0), g.get("data_loss", float("nan"))
+    if not (measured(aux) and aux < 0):
+        return None
+    n = len(AUX_TERM.name)
+    terms = {k[n:]: v for k, v in g.items() if k.startswith(AUX_TERM.name) and v != 0}
+    listed = ", ".join(f"{name} = {num(v)}" for name, v in terms.items())
+    return NEGATIVE_AUX_LOSS.finding(
+        f"The extra loss terms (model.losses) sum to {num(aux)} while the data "
+        f"loss is {num(data)}: {listed or 'no per-layer breakdown available'}.",
+        "Keras' total loss is the compiled loss plus sum(model.losses) "
+        "(add_loss terms, activity and weight regularisers). A negative term, "
+        "such as an entropy bonus or a sign-flipped KL, pulls the total below "
+        f"zero: {num(data)} + ({num(aux)}) = {num(g['loss'])}, and the "
+        "optimiser can keep lowering it without bound.",
+        "Fix the sign of the term or bound it (e.g. add_loss(weight * "
+        "ops.maximum(term, 0))); a KL divergence must be added, not subtracted.",
+        {"aux_loss": aux, "data_loss": data, "terms": terms, "loss": g["loss"]},
+    )
+
+
+@NEGATIVE_WEIGHTS.check("output")
+def negative_weights(s, g, spec, single):
+    if not (measured(s["weight_min"]) and s["weight_min"] < 0):
+        return None
+    return NEGATIVE_WEIGHTS.finding(
+        f"Sample weights{of_output(spec, single)} go down to {num(s['weight_min'])}; "
+        f"{pct(s['weight_neg_share'])} of them are negative.",
+        "Keras multiplies each token's loss (>= 0) by its sample weight (class "
+        "weights become sample weights) without a sign check, so a negative "
+        "weight turns that token's loss negative and the optimiser maximises "
+        "the loss on it.",
+        "Fix the sign of the weights (or class_weight); validate them, e.g. "
+        "assert (w >= 0).all().",
+        {
+            "output": spec.name,
+            "weight": "sample_weight/class_weight",
+            "weight_min": s["weight_min"],
+            "negative_share": s["weight_neg_share"],
+        },
+    )
+
+
+@NEGATIVE_WEIGHTS.check("config")
+def negative_loss_weight(spec):
+    if spec.loss_weight >= 0:
+        return None
+    return NEGATIVE_WEIGHTS.finding(
+        f"loss_weights gives output '{spec.name}' the weight {spec.loss_weight:g}.",
+        "Keras' total is sum(loss_weight * output_loss); a negative weight "
+        "turns a non-negative loss negative and the optimiser maximises "
+        "that output's error.",
+        "Use non-negative loss_weights.",
+        {"output": spec.name, "weight": "loss_weights", "weight_min": spec.loss_weight},
+    )
+
+
+@LOSS_UNBOUNDED_BELOW.check("config")
+def unbounded_loss(spec):
+    if spec.kind != "unbounded":
+        return None
+    rng = UNBOUNDED_RANGES.get(spec.loss_name.lower(), "unbounded below")
+    return LOSS_UNBOUNDED_BELOW.finding(
+        f"'{spec.loss_name}' on output '{spec.name}' is negative by design; its "
+        f"range is {rng}.",
+        "This loss is not a cross-entropy: its best value is below zero (cosine "
+        "similarity is -1 for identical directions; Keras' Poisson drops the "
+        "constant log(y!)), so a negative loss is expected, not a bug.",
+        "Nothing to fix; track improvement, or use 1 - cosine similarity if you "
+        "want a floor at 0.",
+        {"output": spec.name, "loss": spec.loss_name, "range": rng},
+    )
+
+
+@NEGATIVE_LOSS.check("unexplained")
+def negative_loss(g, outs, specs, explained):
+    if explained & EXPLAINS_NEGATIVE:
+        return None
+    single = len(specs) == 1
+    negative = {}
+    if measured(g.get("loss")) and g["loss"] < NEGATIVE_BELOW:
+        negative["the batch loss"] = g["loss"]
+    for spec in specs if not single else ():
+        value = g.get(f"{spec.name}/data_loss")
+        if measured(value) and value < NEGATIVE_BELOW:
+            negative[f"output '{spec.name}''s data loss"] = value
+    if not negative:
+        return None
+    what, value = next(iter(negative.items()))
+    how = "; ".join(
+        f"'{spec.loss_name}' {spec.identified or 'is a Keras or lossguard loss'}"
+        for spec in specs
+    )
+    per_output = {
+        spec.name: {
+            key: s[key]
+            for key in ("label_min", "label_max", "pred_min", "pred_max", "weight_min")
+            if measured(s[key])
+        }
+        for spec, s in zip(specs, outs, strict=True)
+    }
+    return NEGATIVE_LOSS.finding(
+        f"{what[0].upper()}{what[1:]} is {num(value)} (data loss "
+        f"{num(g['data_loss'])}, extra terms {num(g['aux_loss'])}), and no "
+        "label, weight, prediction or extra-term fault explains it.",
+        "With labels that are distributions (or valid ids), non-negative "
+        "weights, probabilities in (0, 1] and extra terms >= 0, every "
+        "cross-entropy term -y log p is >= 0, and so is their weighted mean. "
+        "This batch's labels, weights and predictions pass those checks, so "
+        "the sign comes from the loss's own arithmetic (a term subtracted, a "
+        "bonus with the wrong weight) or from a term lossguard cannot see. "
+        f"The loss: {how}.",
+        "Find the term that goes negative (evaluate the loss's parts on this "
+        "batch); if the loss is meant to be negative (a log-likelihood of "
+        "densities, a similarity), that is expected: track its improvement.",
+        {
+            "loss": g["loss"],
+            "data_loss": g["data_loss"],
+            "aux_loss": g["aux_loss"],
+            "negative": negative,
+            "identified": how,
+            "statistics": per_output,
+        },
+    )

@@ -1,0 +1,145 @@
+"""Prediction faults: outputs that are not what the loss takes them for.
+
+With from_logits=False a cross-entropy expects probabilities: entries in
+[0, 1], rows summing to 1. Keras normalises and clips y_pred, so logits or
+linear outputs collapse the loss to about 0 or -log(eps); probabilities
+passed as logits get a second softmax; half precision rounds them to 0 or 1.
+"""
+
+from __future__ import annotations
+
+import math
+
+from lossguard.diagnosis.faults.format import measured, num, of_output, pct
+from lossguard.diagnosis.registry import fault
+from lossguard.diagnosis.specs import clip_ceiling
+from lossguard.diagnosis.statistics import sum_tolerance
+
+#: Share of saturated target probabilities that counts as saturation.
+SATURATION_SHARE = 0.01
+
+PREDICTIONS_NOT_PROBABILITIES = fault(
+    "PREDICTIONS_NOT_PROBABILITIES",
+    "error",
+    "Predictions are not probabilities",
+    "The loss expects probabilities but y_pred leaves [0, 1] or rows do not sum to 1.",
+)
+PROBABILITIES_AS_LOGITS = fault(
+    "PROBABILITIES_AS_LOGITS",
+    "warning",
+    "Probabilities passed as logits",
+    "from_logits=True on a softmax/sigmoid output: a double softmax.",
+)
+LOW_PRECISION_SATURATION = fault(
+    "LOW_PRECISION_SATURATION",
+    "warning",
+    "Half-precision saturation",
+    "float16/bfloat16 probabilities round to exactly 0 or 1.",
+)
+
+
+@PREDICTIONS_NOT_PROBABILITIES.check("output")
+def predictions_not_probabilities(s, g, spec, single):
+    if not spec.expects_probabilities:
+        return None
+    pmin, pmax = s["pred_min"], s["pred_max"]
+    smin, smax = s["pred_sum_min"], s["pred_sum_max"]
+    tol = sum_tolerance(spec.dtype)
+    out_of_range = measured(pmin) and (pmin < 0 or pmax > 1 + tol)
+    bad_sums = (
+        spec.kind != "binary"
+        and measured(smin)
+        and (abs(smin - 1) > tol or abs(smax - 1) > tol)
+    )
+    if not (out_of_range or bad_sums):
+        return None
+    ceiling = clip_ceiling()
+    sums = f", row sums in [{num(smin)}, {num(smax)}]" if measured(smin) else ""
+    return PREDICTIONS_NOT_PROBABILITIES.finding(
+        f"The loss '{spec.loss_name}' expects probabilities (from_logits=False) "
+        f"but predictions{of_output(spec, single)} range over [{num(pmin)}, "
+        f"{num(pmax)}]{sums}; the output activation is "
+        f"'{spec.activation}'.",
+        "With from_logits=False Keras divides y_pred by its row sum and clips it "
+        f"into [eps, 1 - eps]: logits (or linear/ReLU outputs) then collapse each "
+        f"token's loss to about 0 or about -log eps = {num(ceiling)}, which "
+        "measures nothing; a hand-written -sum(y log p) on outputs above 1 goes "
+        "negative.",
+        "Either set from_logits=True in the loss, or end the model with a "
+        "softmax (sigmoid for binary) output layer.",
+        {
+            "output": spec.name,
+            "pred_min": pmin,
+            "pred_max": pmax,
+            "pred_sum_min": smin,
+            "pred_sum_max": smax,
+            "activation": spec.activation,
+        },
+    )
+
+
+@PROBABILITIES_AS_LOGITS.check("output")
+def probabilities_as_logits(s, g, spec, single):
+    if not (spec.from_logits and spec.kind in ("categorical", "sparse", "binary")):
+        return None
+    squashed = spec.activation in ("softmax", "sigmoid") or s["pred_softmax"] == 1
+    looks = (
+        measured(s["pred_min"])
+        and s["pred_min"] >= 0
+        and s["pred_max"] <= 1
+        and spec.kind != "binary"
+        and measured(s["pred_sum_min"])
+        and abs(s["pred_sum_min"] - 1) <= sum_tolerance(spec.dtype)
+        and abs(s["pred_sum_max"] - 1) <= sum_tolerance(spec.dtype)
+    )
+    if not (squashed or looks):
+        return None
+    k = spec.units or 2
+    floor = math.log(1 + (k - 1) / math.e)
+    activation = spec.activation or ("softmax" if s["pred_softmax"] == 1 else None)
+    seen = (
+        f"predictions range over [{num(s['pred_min'])}, {num(s['pred_max'])}]"
+        if measured(s["pred_min"])
+        else "it is a Keras softmax tensor, each row a distribution"
+    )
+    return PROBABILITIES_AS_LOGITS.finding(
+        f"from_logits=True, but the output{of_output(spec, single)} already went "
+        f"through '{activation}': {seen}.",
+        "A second softmax over probabilities in [0, 1] can never become "
+        f"confident: with p_y = 1 the loss is ln(1 + (K - 1)/e) = {num(floor)} "
+        f"for K = {k}, so it floors there and learning stalls. Keras' TensorFlow "
+        "backend recognises its own softmax/sigmoid tensors and uses their "
+        "logits (it warns 'Was this intended?'), but any cast, custom loss or "
+        "other backend gets the double softmax.",
+        "Drop the output activation (keep from_logits=True), or keep it and set "
+        "from_logits=False.",
+        {
+            "output": spec.name,
+            "activation": activation,
+            "classes": k,
+            "loss_floor": floor,
+            "pred_sum_min": s["pred_sum_min"],
+            "pred_sum_max": s["pred_sum_max"],
+        },
+    )
+
+
+@LOW_PRECISION_SATURATION.check("output")
+def low_precision_saturation(s, g, spec, single):
+    share = s["pred_saturated_share"]
+    if spec.dtype not in ("float16", "bfloat16") or not (
+        measured(share) and share > SATURATION_SHARE
+    ):
+        return None
+    return LOW_PRECISION_SATURATION.finding(
+        f"The output{of_output(spec, single)} is {spec.dtype} and the true class's "
+        f"probability is exactly 0 or 1 for {pct(share)} of tokens.",
+        f"{spec.dtype} cannot represent probabilities close to 0 or 1 (float16's "
+        "smallest step below 1 is 4.9e-4, and values under about 3e-8 round to "
+        "0), so "
+        f"tokens lose exactly -log eps = {num(clip_ceiling())} or exactly 0 and "
+        "their gradient is cut.",
+        "Keep the output layer in float32: Dense(..., dtype='float32') or "
+        "Activation('softmax', dtype='float32') under a mixed-precision policy.",
+        {"output": spec.name, "dtype": spec.dtype, "saturated_share": share},
+    )

@@ -1,0 +1,117 @@
+"""The fault registry: every code declared once, with its metadata and checks.
+
+A fault family module (`lossguard.diagnosis.faults.labels`, ...) declares each
+code it owns with `fault(...)` and registers the functions that find it with
+the fault's `check(stage)` decorator, where they are written. The callback
+and `diagnose` run the registry by stage (`run`); neither keeps a list of
+its own, so a new code is one declaration, its check, an injector in
+`lossguard.testing` and a section of `docs/faults.md`.
+
+Stages, and who runs them:
+
+- `config`: the compile configuration of one output (`OutputSpec`); run once
+  when `fit` starts and by `diagnose`.
+- `model`: the model's structure (embedding layers); run once when `fit`
+  starts and by `diagnose`.
+- `batch`: one batch's whole-model statistics (the loss, its terms); every
+  batch `fit` or `evaluate` computes a loss on, and every batch `diagnose` runs.
+- `output`: one output's statistics on one batch (labels, predictions,
+  weights, decoder inputs); same batches as `batch`.
+- `unexplained`: the same batch, after `batch` and `output`, knowing which
+  codes they (and the configuration) found: the catch-all checks.
+- `crash`: an error TensorFlow raised instead of returning a loss.
+- `epoch`: trained weights after an epoch (`EmbeddingDriftMonitor`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+from lossguard.diagnosis.findings import KNOWN_CODES, SEVERITIES, Finding, docs_anchor
+
+STAGES = ("config", "model", "batch", "output", "unexplained", "crash", "epoch")
+#: Where a stage's checks run, in words (the docs and `lossguard faults`).
+RUNS_IN = {
+    "config": "fit (at the start) and diagnose",
+    "model": "fit (at the start) and diagnose",
+    "batch": "every batch of fit, evaluate and diagnose",
+    "output": "every batch of fit, evaluate and diagnose",
+    "unexplained": "every batch of fit, evaluate and diagnose",
+    "crash": "fit and diagnose, when the step fails",
+    "epoch": "fit, after each epoch (EmbeddingDriftMonitor)",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Fault:
+    """One code's metadata: severity, title, summary, and its checks by stage."""
+
+    code: str
+    severity: str
+    title: str
+    summary: str
+    checks: dict = dataclasses.field(default_factory=dict, compare=False)
+
+    @property
+    def anchor(self) -> str:
+        """The code's section in `docs/faults.md` (mkdocs' heading slug)."""
+        return docs_anchor(self.code)
+
+    @property
+    def stages(self) -> tuple[str, ...]:
+        return tuple(self.checks)
+
+    def check(self, stage: str) -> Callable:
+        """Register the decorated function as this fault's check at `stage`."""
+        if stage not in STAGES:
+            raise ValueError(f"`stage` must be one of {STAGES}. Received: {stage!r}.")
+
+        def register(function):
+            self.checks.setdefault(stage, []).append(function)
+            if (stage, function) not in _ORDER:  # one check may find two codes
+                _ORDER.append((stage, function))
+            return function
+
+        return register
+
+    def finding(self, message, explanation, fix, evidence=None, **where):
+        """A `Finding` of this code, its severity taken from the registry."""
+        return Finding(
+            self.code, self.severity, message, explanation, fix, evidence or {}, **where
+        )
+
+
+#: code -> Fault, in declaration order.
+FAULTS: dict[str, Fault] = {}
+#: (stage, check) in registration order: the order findings are produced in.
+_ORDER: list[tuple[str, Callable]] = []
+
+
+def fault(code: str, severity: str, title: str, summary: str) -> Fault:
+    """Declare a fault code once; returns the `Fault` to register checks on."""
+    if code in FAULTS:
+        raise ValueError(f"Fault code {code!r} is declared twice.")
+    if severity not in SEVERITIES:
+        raise ValueError(
+            f"`severity` must be one of {SEVERITIES}. Received: severity={severity!r}."
+        )
+    FAULTS[code] = declared = Fault(code, severity, title, summary)
+    KNOWN_CODES.add(code)
+    return declared
+
+
+def checks(stage: str) -> list[Callable]:
+    """Every check registered at `stage`, in registration order."""
+    return [function for s, function in _ORDER if s == stage]
+
+
+def run(stage: str, *args, **kwargs) -> list:
+    """Run every check of `stage`; each returns a finding, a list, or None."""
+    found = []
+    for function in checks(stage):
+        result = function(*args, **kwargs)
+        if result is None:
+            continue
+        found.extend(result if isinstance(result, list) else [result])
+    return found

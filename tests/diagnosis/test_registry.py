@@ -1,0 +1,76 @@
+"""The fault registry drives the tests: every code has an injector, a check
+that finds it with its declared severity, and a section in docs/faults.md."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+import lossguard
+from lossguard.diagnosis.findings import Finding
+from lossguard.diagnosis.registry import FAULTS, STAGES, fault
+from lossguard.testing import INJECTORS, tiny_seq2seq
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "faults.md"
+#: Faults only trained weights show (no batch or configuration does).
+AFTER_TRAINING = [code for code, f in FAULTS.items() if f.stages == ("epoch",)]
+
+
+def test_every_code_has_an_injector_and_a_check():
+    missing_injector = sorted(set(FAULTS) - set(INJECTORS))
+    assert not missing_injector, (
+        f"no injector in lossguard.testing for {missing_injector}: add one with "
+        "@injector(CODE)"
+    )
+    unknown = sorted(set(INJECTORS) - set(FAULTS))
+    assert not unknown, f"injectors for undeclared codes {unknown}"
+    no_check = sorted(code for code, f in FAULTS.items() if not f.checks)
+    assert not no_check, f"codes declared without a check: {no_check}"
+    assert all(set(f.stages) <= set(STAGES) for f in FAULTS.values())
+    assert [c.value for c in lossguard.Code] == list(FAULTS)
+
+
+@pytest.mark.parametrize("code", [c for c in FAULTS if c not in AFTER_TRAINING])
+def test_each_injected_code_is_found_with_its_severity(code):
+    model, x, y = tiny_seq2seq(code, n=32)
+    report = lossguard.diagnose(model, x, y)
+    finding = report.get(code)
+    assert finding is not None, f"{code} not found: {report!r}"
+    assert finding.severity == FAULTS[code].severity
+    assert finding.evidence, "a finding shows the numbers behind it"
+    assert str(finding).endswith(f"More: docs/faults.md#{code.lower()}")
+
+
+@pytest.mark.parametrize("code", AFTER_TRAINING)
+def test_codes_seen_after_training_are_found_in_fit(code):
+    model, x, y = tiny_seq2seq(code)
+    monitor = lossguard.EmbeddingDriftMonitor(threshold=0.95, action="record")
+    model.fit(x, y, batch_size=16, epochs=4, verbose=0, callbacks=[monitor])
+    finding = monitor.report.get(code)
+    assert finding is not None and finding.severity == FAULTS[code].severity
+
+
+def test_a_code_is_declared_once_and_findings_need_a_declared_code():
+    with pytest.raises(ValueError, match="declared twice"):
+        fault("NEGATIVE_LABELS", "error", "again", "again")
+    with pytest.raises(ValueError, match="NOT_A_CODE"):
+        Finding("NOT_A_CODE", "error", "m", "e", "f")
+
+
+def _sections():
+    text = DOCS.read_text()
+    parts = re.split(r"^## ", text, flags=re.M)[1:]
+    return {p.split("\n", 1)[0].strip(): p.split("\n", 1)[1] for p in parts}
+
+
+def test_the_catalogue_page_has_every_code_and_only_those():
+    sections = {k: v for k, v in _sections().items() if k.isupper()}
+    assert sorted(set(FAULTS) - set(sections)) == [], "codes without a docs section"
+    assert sorted(set(sections) - set(FAULTS)) == [], "docs sections without a code"
+    toc = DOCS.read_text().split("\n## ", 1)[0]
+    for code, body in sections.items():
+        assert body.startswith(f"**Severity:** {FAULTS[code].severity}\n"), code
+        for part in ("**Mechanism.**", "**Evidence.**", "**Fix.**", "**Reproduce.**"):
+            assert f"\n{part}" in body, f"{code}: no {part} paragraph"
+        assert f'"{code}"' in body.split("**Reproduce.**")[1], code
+        assert f"[{code}](#{code.lower()})" in toc, f"{code} not in the contents"

@@ -1,0 +1,163 @@
+"""The package's import graph stays a tree, and every module imports alone.
+
+The graph is read from the source (a small AST walk): every `import` and
+`from ... import` of a `lossguard` module counts, inside functions too (a lazy
+import is still an arrow). An import cycle, an arrow from the data layer
+(`glove`, `diagnosis`) up to the callbacks, or a private name imported from
+another module fails here with the path that shows it.
+"""
+
+import ast
+import concurrent.futures
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "lossguard"
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {
+    _module_name(path): path
+    for path in sorted(PACKAGE.rglob("*.py"))
+    if "__pycache__" not in path.parts
+}
+
+
+def _imports(path: Path):
+    """(module imported, names taken from it) for each import in the file."""
+    package = _module_name(path)
+    if path.name != "__init__.py":
+        package = package.rsplit(".", 1)[0]
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name, ()
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.rsplit(".", node.level - 1)[0]
+                base = f"{anchor}.{base}" if base else anchor
+            names = tuple(alias.name for alias in node.names)
+            submodules = [f"{base}.{n}" for n in names if f"{base}.{n}" in MODULES]
+            yield from ((sub, ()) for sub in submodules)
+            rest = tuple(n for n in names if f"{base}.{n}" not in MODULES)
+            if rest or not submodules:
+                yield base, rest
+
+
+def graph() -> dict[str, set[str]]:
+    edges = {}
+    for name, path in MODULES.items():
+        edges[name] = {
+            target
+            for target, _ in _imports(path)
+            if target in MODULES and target != name
+        }
+    return edges
+
+
+def find_cycle(edges):
+    """One import cycle as a list of modules, or None."""
+    state, stack = {}, []
+
+    def visit(node):
+        state[node] = "open"
+        stack.append(node)
+        for nxt in sorted(edges[node]):
+            if state.get(nxt) == "open":
+                return stack[stack.index(nxt) :] + [nxt]
+            if nxt not in state:
+                found = visit(nxt)
+                if found:
+                    return found
+        stack.pop()
+        state[node] = "done"
+        return None
+
+    for node in sorted(edges):
+        if node not in state:
+            found = visit(node)
+            if found:
+                return found
+    return None
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_no_import_cycle_in_the_package():
+    cycle = find_cycle(graph())
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def _reaches(edges, start):
+    seen, todo = set(), [start]
+    while todo:
+        for nxt in edges[todo.pop()]:
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
+
+
+@pytest.mark.parametrize(
+    "lower, upper",
+    [
+        ("lossguard.glove", "lossguard.diagnosis"),
+        ("lossguard.glove", "lossguard.callbacks"),
+        ("lossguard.diagnosis", "lossguard.callbacks"),
+        ("lossguard.diagnosis", "lossguard.metrics"),
+        ("lossguard.diagnosis.registry", "lossguard.diagnosis.faults"),
+        ("lossguard.diagnosis.statistics", "lossguard.diagnosis.faults"),
+    ],
+)
+def test_no_arrow_back_up(lower, upper):
+    edges = graph()
+    for module in (m for m in edges if m == lower or m.startswith(lower + ".")):
+        bad = sorted(
+            m
+            for m in _reaches(edges, module)
+            if m == upper or m.startswith(upper + ".")
+        )
+        assert not bad, f"{module} imports {bad} (directly or through others)"
+
+
+def test_no_private_name_is_imported_from_another_module():
+    private = [
+        f"{name}: {target}.{imported}"
+        for name, path in MODULES.items()
+        for target, names in _imports(path)
+        if target.startswith("lossguard") and target != name
+        for imported in names
+        if imported.startswith("_") and not imported.startswith("__")
+    ]
+    assert private == []
+
+
+def _import_alone(module):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run(
+        [sys.executable, "-c", f"import {module}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    return module, done.returncode, done.stderr[-1500:]
+
+
+def test_every_module_imports_on_its_own_in_a_fresh_interpreter():
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(_import_alone, sorted(MODULES)))
+    failed = [f"{m}:\n{err}" for m, rc, err in results if rc != 0]
+    assert failed == [], "\n\n".join(failed)
