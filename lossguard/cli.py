@@ -48,17 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _plot(args) -> int:
-    import pandas as pd
-
-    from lossguard.plot import plot_history
+    from lossguard.plot import plot_history, read_log
 
     histories = {}
     for path in args.history:
         if not os.path.exists(path):
             print(f"lossguard plot: no such file: {path}", file=sys.stderr)
             return 2
-        read = pd.read_parquet if path.endswith(".parquet") else pd.read_csv
-        histories[os.path.basename(path)] = read(path)
+        histories[os.path.basename(path)] = read_log(path)
     try:
         plot_history(histories, args.output, title=args.title)
     except (ValueError, ImportError) as error:

@@ -36,14 +36,52 @@ def _informative(history, column) -> bool:
     return True
 
 
+#: Columns a plot reads from a log (the rest is left on disk).
+COLUMNS = ("phase", "loss", "running_loss", "findings", *(c for c, _ in STATISTICS))
+#: Above this many batches, lines are drawn as a min/max envelope per bucket.
+BUCKETS = 2000
+
+
+def read_log(path):
+    """A LossSanityCallback log (.csv or .parquet), only the plotted columns."""
+    import pandas as pd
+
+    if str(path).endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        names = pq.read_schema(path).names
+        return pd.read_parquet(path, columns=[c for c in COLUMNS if c in names])
+    return pd.read_csv(path, usecols=lambda c: c in COLUMNS)
+
+
 def _codes(history):
-    """Each batch's finding codes (the history's `findings` column)."""
+    """(batch, codes) of the batches that show findings (`findings` column)."""
     if "findings" not in history:
-        return [[] for _ in range(len(history))]
-    return [
-        [c for c in str(v).split(";") if c and c != "nan"]
-        for v in history["findings"].fillna("")
-    ]
+        return []
+    values = history["findings"].fillna("").astype(str).to_numpy()
+    rows = ((values != "") & (values != "nan")).nonzero()[0]
+    return [(int(row), [c for c in values[row].split(";") if c]) for row in rows]
+
+
+def _envelope(values):
+    """(x, y) to draw: every batch, or for long runs the min and max of each
+    of BUCKETS buckets (spikes stay visible, the line stays cheap)."""
+    import numpy as np
+
+    n = len(values)
+    if n <= 2 * BUCKETS:
+        return np.arange(n), values
+    size = -(-n // BUCKETS)
+    padded = np.full(size * BUCKETS, np.nan)
+    padded[:n] = values
+    blocks = padded.reshape(BUCKETS, size)
+    import warnings
+
+    with warnings.catch_warnings():  # an all-NaN bucket draws nothing
+        warnings.simplefilter("ignore", RuntimeWarning)
+        low, high = np.nanmin(blocks, axis=1), np.nanmax(blocks, axis=1)
+    x = np.repeat(np.arange(BUCKETS) * size + size // 2, 2)
+    return x, np.column_stack([low, high]).ravel()
 
 
 def plot_history(histories, path, title="per-batch loss", statistics=True):
@@ -87,17 +125,24 @@ def plot_history(histories, path, title="per-batch loss", statistics=True):
         gridspec_kw={"height_ratios": [2, 1][:panels]},
     )
     ax = axes[0][0]
+    histories = {
+        label: history[history["phase"] == "train"].reset_index(drop=True)
+        if "phase" in history
+        else history
+        for label, history in histories.items()
+    }
     for label, history in histories.items():
         loss = history["loss"].to_numpy(dtype=float)
         steps = np.arange(len(loss))
         dots = "o" if len(loss) < 5 else None  # a line needs two points
-        ax.plot(steps, loss, label=f"{label}: loss of each batch", lw=1.2, marker=dots)
+        ax.plot(
+            *_envelope(loss), label=f"{label}: loss of each batch", lw=1.2, marker=dots
+        )
         if "running_loss" in history and history["running_loss"].notna().any():
             running = history["running_loss"].to_numpy(dtype=float)
             ok = np.isfinite(running)
             ax.plot(
-                steps[ok],
-                running[ok],
+                *_envelope(np.where(ok, running, np.nan)),
                 ls=":",
                 lw=1,
                 label=f"{label}: Keras running mean",
@@ -113,7 +158,7 @@ def plot_history(histories, path, title="per-batch loss", statistics=True):
                 label=f"{label}: impossible batches ({bad.sum()})",
             )
         seen = set()
-        for i, codes in enumerate(_codes(history)):
+        for i, codes in _codes(history):
             new = [c for c in codes if c not in seen]
             if not new:
                 continue
@@ -141,8 +186,7 @@ def plot_history(histories, path, title="per-batch loss", statistics=True):
             for column, name in STATISTICS:
                 if _informative(history, column):
                     low.plot(
-                        np.arange(len(history)),
-                        history[column].to_numpy(dtype=float),
+                        *_envelope(history[column].to_numpy(dtype=float)),
                         lw=1,
                         marker="o" if len(history) < 5 else None,
                         label=prefix + name,

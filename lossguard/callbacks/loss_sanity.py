@@ -1,10 +1,12 @@
-"""`LossSanityCallback`: every training batch's true loss, explained."""
+"""`LossSanityCallback`: every batch's true loss, explained."""
 
 from __future__ import annotations
 
 import logging
 import math
 import os
+import threading
+import time
 import warnings
 
 import keras
@@ -12,9 +14,10 @@ import numpy as np
 from keras import ops
 
 from lossguard.callbacks.base import FindingsCallback
+from lossguard.callbacks.history import History
 from lossguard.diagnosis.collect import BatchCollector, call_compute_loss
 from lossguard.diagnosis.crashes import weight_mask_crash
-from lossguard.diagnosis.faults import check_batch, check_crash, check_start
+from lossguard.diagnosis.faults import check_block, check_crash, check_start
 from lossguard.diagnosis.findings import LossSanityWarning
 from lossguard.diagnosis.specs import output_specs
 from lossguard.diagnosis.statistics import MODEL_COLUMNS
@@ -34,25 +37,32 @@ LEADING_COLUMNS = (
     "running_loss",
     *MODEL_COLUMNS,
 )
-_REDUCE = {"min": min, "max": max}
 #: Each buffer row starts with the step's number and its phase.
 _HEADER = ("step", "phase")
 _PHASES = ("train", "validation")
+#: With check_every="auto", the buffer is read about this often (seconds of
+#: training): the most `action="raise"`/`"stop"` can lag behind a bad batch.
+READ_EVERY_S = 0.5
 
 
 class LossSanityCallback(FindingsCallback):
-    """Watches every training batch's true loss, labels, predictions and weights.
+    """Watches every batch's true loss, labels, predictions and weights.
 
-    It wraps the model's `compute_loss` for the duration of `fit`, so the
-    statistics are computed inside the train step on the exact batch (no extra
-    forward pass) and written to a small buffer that is read once per batch.
-    Keras' batch `logs["loss"]` is the epoch's running mean; `history["loss"]`
-    is the loss *of that batch*.
+    It wraps the model's `compute_loss` while it watches, so the statistics
+    are computed inside the train (and test) step on the exact batch, with no
+    extra forward pass, and written to a small buffer variable. The buffer is
+    read in blocks, and the checks run over a whole block at once: a batch
+    hook only counts steps, so the cost per step does not depend on how short
+    the step is. Keras' batch `logs["loss"]` is the epoch's running mean;
+    `history["loss"]` is the loss *of that batch*.
 
-    With `steps_per_execution=N`, Keras calls batch hooks once per N steps;
-    every step is still recorded (the buffer keeps them all), and findings
-    carry the exact step, but `action="raise"`/`"stop"` acts at the end of
-    the N-step chunk.
+    Every finding names the exact batch (epoch, step, phase) it was first
+    seen on; `action="raise"`/`"stop"` act when its block is read: at most
+    `check_every` steps, or about half a second of training (`"auto"`),
+    after it. `check_every=1` reads after every batch (for debugging).
+
+    A second `fit` with the same callback, model and compile reuses the
+    instrumented train function: it re-traces only when Keras itself would.
 
     Args:
         action: `"warn"` (one `LossSanityWarning` per code), `"raise"`
@@ -78,6 +88,12 @@ class LossSanityCallback(FindingsCallback):
             skipped). Every other output (logits, linear, ReLU, custom
             activations, float16/bfloat16) is measured in full. `"all"`
             measures every output, at the cost of those passes.
+        check_every: `"auto"` (read the buffer about every half second of
+            training, at most every `capacity // 2` steps, and at the end
+            of every epoch and evaluation), or a number of steps.
+        keep_in_memory: With a `.csv` `log_path`, keep only about the last
+            this many rows in `history` (the file has them all);
+            `history.attrs["partial"]` then says rows were left out.
 
     Example:
 
@@ -86,6 +102,10 @@ class LossSanityCallback(FindingsCallback):
     []
     >>> # model.fit(x, y, callbacks=[cb]); print(cb.report); cb.history
     """
+
+    #: Keras may run the batch hooks in a thread (JAX, PyTorch): they only
+    #: count steps and read under a lock.
+    async_safe = True
 
     def __init__(
         self,
@@ -96,6 +116,8 @@ class LossSanityCallback(FindingsCallback):
         capacity=256,
         predictions="auto",
         tensorboard_dir=None,
+        check_every="auto",
+        keep_in_memory=None,
     ):
         super().__init__(action)
         if predictions not in PREDICTIONS:
@@ -103,38 +125,80 @@ class LossSanityCallback(FindingsCallback):
                 f"`predictions` must be one of {PREDICTIONS}. "
                 f"Received: predictions={predictions!r}."
             )
-        if not isinstance(capacity, int) or capacity < 1:
+        if not isinstance(capacity, int) or capacity < 2:
             raise ValueError(
-                f"`capacity` must be a positive int. Received: capacity={capacity!r}."
+                "`capacity` must be an int of at least 2. "
+                f"Received: capacity={capacity!r}."
             )
         if log_path is not None and not str(log_path).endswith((".csv", ".parquet")):
             raise ValueError(
                 "`log_path` must end in .csv or .parquet. "
                 f"Received: log_path={log_path!r}."
             )
+        if check_every != "auto" and not (
+            isinstance(check_every, int) and check_every >= 1
+        ):
+            raise ValueError(
+                "`check_every` must be 'auto' or a positive int (steps). "
+                f"Received: check_every={check_every!r}."
+            )
+        if keep_in_memory is not None and not (
+            isinstance(keep_in_memory, int) and keep_in_memory >= 1
+        ):
+            raise ValueError(
+                "`keep_in_memory` must be None or a positive int (rows). "
+                f"Received: keep_in_memory={keep_in_memory!r}."
+            )
+        if keep_in_memory is not None and not str(log_path or "").endswith(".csv"):
+            raise ValueError(
+                "`keep_in_memory` needs a .csv `log_path` that keeps every row. "
+                f"Received: log_path={log_path!r}."
+            )
         self.log_path = None if log_path is None else os.fspath(log_path)
         self.flush_every = flush_every
         self.capacity = capacity
         self.predictions = predictions
+        self.check_every = check_every
+        self.keep_in_memory = keep_in_memory
         self.tensorboard_dir = (
             None if tensorboard_dir is None else os.fspath(tensorboard_dir)
         )
         self._writer = None
-        self._rows: list[dict] = []
+        self._store = None
         self._flushed = 0
         self._installed = False
-        self._blind_reasons = {}
+        self._graph = None  # the instrumented step functions, reused across fits
+        self._traces = 0
+        self._lock = threading.RLock()
 
     # ------------------------------------------------------------ results
     @property
     def history(self):
+        """One row per batch watched (`phase` says which), as a DataFrame."""
         import pandas as pd
 
-        frame = pd.DataFrame(self._rows)
-        if frame.empty:
+        if self._store is None:
             return pd.DataFrame(columns=list(LEADING_COLUMNS))
-        lead = [c for c in LEADING_COLUMNS if c in frame.columns]
-        return frame[lead + [c for c in frame.columns if c not in lead]]
+        return self._frame()
+
+    def _frame(self, start=0):
+        frame = self._store.frame(LEADING_COLUMNS, self._dtypes(), start=start)
+        if not self._collector.single:
+            for key, how in MODEL_COLUMNS.items():
+                values = frame[[f"{s.name}/{key}" for s in self.specs]]
+                frame[key] = values.min(axis=1) if how == "min" else values.max(axis=1)
+            lead = [c for c in LEADING_COLUMNS if c in frame.columns]
+            frame = frame[lead + [c for c in frame.columns if c not in lead]]
+        return frame
+
+    def _dtypes(self):
+        prefix = "" if self._collector.single else "{}/"
+        return {prefix.format(s.name) + "pred_dtype": s.dtype for s in self.specs}
+
+    @property
+    def specs(self):
+        """What lossguard knows of each output (refined once a batch ran)."""
+        return self._collector.specs
 
     # ------------------------------------------------------- installation
     def on_train_begin(self, logs=None):
@@ -148,6 +212,24 @@ class LossSanityCallback(FindingsCallback):
 
     def _start(self, fit):
         model = self.model
+        key = _compile_key(model)
+        reuse = self._graph is not None and self._graph["key"] == key
+        if not reuse:
+            self._build(model, key)
+        self._epoch = 0 if fit else None
+        self._in_fit = fit
+        self._steps = {"train": 0, "validation": 0}
+        self._pending = 0
+        self._running = {"train": [], "validation": []}  # Keras' loss per hook
+        self._blind = {}
+        self._every = 1 if self.check_every == "auto" else self.check_every
+        self._last_read = None
+        self._install()
+        self._checked_specs = None
+        self._check_start()
+
+    def _build(self, model, key):
+        """The collector, the buffer and the instrumented step functions."""
         self._collector = BatchCollector(model, output_specs(model))
         spe = int(getattr(model, "steps_per_execution", 1) or 1)
         self._capacity = max(self.capacity, 2 * spe)
@@ -169,11 +251,6 @@ class LossSanityCallback(FindingsCallback):
                 aggregation="only_first_replica",
             )
         self._seen = 0
-        self._epoch = 0 if fit else None
-        self._in_fit = fit
-        self._steps = {"train": 0, "validation": 0}
-        self._train_rows = 0
-        self._blind_reasons = {}
         self._trace_error = None
         self._skip_logged = False
         self._custom_step = {
@@ -182,14 +259,15 @@ class LossSanityCallback(FindingsCallback):
             and f"{phase}_step" in _own_methods(type(model))
             for phase in ("train", "test")
         }
-        self._install()
-        self._checked_specs = None
-        self._check_start()
-
-    @property
-    def specs(self):
-        """What lossguard knows of each output (refined once a batch ran)."""
-        return self._collector.specs
+        if self._store is None or self._store.keys != self._collector.keys:
+            if self._store is not None:
+                logger.info(
+                    "lossguard starts a new history: this model's statistics "
+                    "differ from the last one's."
+                )
+            self._store = History(self._collector.keys, keep=self.keep_in_memory)
+            self._flushed, self._train_rows = 0, 0
+        self._graph = {"key": key}
 
     def _check_start(self):
         """The configuration checks, again once the specs are refined."""
@@ -217,12 +295,11 @@ class LossSanityCallback(FindingsCallback):
 
         model.compute_loss = compute_loss
         for phase in ("train", "test"):
-            getattr(model, f"make_{phase}_function")(force=True)
-            setattr(
-                model,
-                f"{phase}_function",
-                self._explained(getattr(model, f"{phase}_function")),
-            )
+            name = f"{phase}_function"
+            if phase not in self._graph:
+                getattr(model, f"make_{phase}_function")(force=True)
+                self._graph[phase] = self._explained(getattr(model, name))
+            setattr(model, name, self._graph[phase])
         self._installed = True
 
     def _explained(self, inner):
@@ -247,12 +324,15 @@ class LossSanityCallback(FindingsCallback):
             model.compute_loss = previous
         else:
             vars(model).pop("compute_loss", None)
-        model.make_train_function(force=True)
-        model.make_test_function(force=True)
+        # Keras makes plain step functions again when it needs them; the
+        # instrumented ones stay cached here for this callback's next fit.
+        model.train_function = None
+        model.test_function = None
         self._installed = False
 
     def _record_in_graph(self, x, y, y_pred, sample_weight, loss, training):
         """Runs while Keras traces a train or test step: builds the stats ops."""
+        self._traces += 1
         try:
             stats = self._collector.row(
                 x, y, y_pred, sample_weight, loss, predictions=self.predictions
@@ -274,9 +354,13 @@ class LossSanityCallback(FindingsCallback):
         phase = ops.convert_to_tensor(0.0 if training else 1.0)
         row = ops.concatenate([ops.stack([step, phase]), packed])
         index = ops.expand_dims(ops.expand_dims(self._counter % self._capacity, 0), 0)
-        self._buffer.assign(
-            ops.scatter_update(self._buffer, index, ops.expand_dims(row, 0))
-        )
+        value = getattr(self._buffer, "value", None)
+        if _in_place(value):  # TensorFlow, one replica: write the row only
+            value.scatter_nd_update(index, ops.expand_dims(row, 0))
+        else:
+            self._buffer.assign(
+                ops.scatter_update(self._buffer, index, ops.expand_dims(row, 0))
+            )
         self._counter.assign_add(1)
 
     # ------------------------------------------------------------- hooks
@@ -285,26 +369,58 @@ class LossSanityCallback(FindingsCallback):
         self._steps["train"] = 0
 
     def on_train_batch_end(self, batch, logs=None):
-        self._read(batch, logs, "train")
+        self._batch_end(batch, logs, "train")
 
     def on_test_batch_end(self, batch, logs=None):
-        self._read(batch, logs, "validation")
+        self._batch_end(batch, logs, "validation")
+
+    def _batch_end(self, batch, logs, phase):
+        """Count the step(s); read the buffer when a block is due."""
+        with self._lock:
+            if not self._installed:
+                return
+            if phase in self._blind:
+                self._blind_row(batch, logs, phase)
+                return
+            self._pending += int(getattr(self.model, "steps_per_execution", 1) or 1)
+            self._running[phase].append(_scalar(logs, "loss"))
+            if self._pending >= self._every:
+                self._read(logs, phase)
+
+    def on_epoch_end(self, epoch, logs=None):
+        with self._lock:
+            self._read(None, "train")
+            self._flush()
+            if self._writer is not None:
+                self._writer.flush()
 
     def on_test_end(self, logs=None):
-        if self._installed and not self._in_fit:
+        with self._lock:
+            self._read(None, "validation")
+            if self._installed and not self._in_fit:
+                self._flush()
+                self._close_writer()
+                self._uninstall()
+
+    def on_train_end(self, logs=None):
+        with self._lock:
+            self._read(None, "train")
             self._flush()
             self._close_writer()
             self._uninstall()
 
-    def _read(self, batch, logs, phase):
-        """Record the rows the step(s) since the last read wrote."""
-        if not self._installed:
+    # ------------------------------------------------------------ reading
+    def _read(self, logs, phase):
+        """Record, as one block, the rows written since the last read."""
+        if not self._installed or (self._pending == 0 and logs is not None):
             return
         buffer = self._buffer.numpy()
         steps = buffer[:, 0]
         fresh = np.flatnonzero(steps > self._seen)
+        pending, self._pending = self._pending, 0
         if fresh.size == 0:
-            self._blind(batch, logs, phase)
+            if pending and logs is not None:
+                self._go_blind(phase, logs)
             return
         fresh = fresh[np.argsort(steps[fresh])]
         first_new = int(steps[fresh[0]])
@@ -315,70 +431,88 @@ class LossSanityCallback(FindingsCallback):
                 first_new - self._seen - 1,
                 self._capacity,
             )
-        self._check_start()
-        running = _scalar(logs, "loss")
-        for i in fresh:
-            self._record(buffer[i], running if i == fresh[-1] else math.nan)
         self._seen = int(steps[fresh[-1]])
-        if self.log_path and len(self._rows) - self._flushed >= self.flush_every:
+        self._check_start()
+        self._record_block(buffer[fresh])
+        self._adapt(len(fresh))
+        if self.log_path and self._store.total - self._flushed >= self.flush_every:
             self._flush()
 
-    def on_epoch_end(self, epoch, logs=None):
-        self._flush()
-        if self._writer is not None:
-            self._writer.flush()
+    def _adapt(self, steps):
+        """check_every="auto": read about every READ_EVERY_S of training."""
+        now = time.perf_counter()
+        if self.check_every == "auto" and self._last_read is not None and steps:
+            per_step = (now - self._last_read) / steps
+            limit = max(1, self._capacity // 2)
+            if self.log_path:  # the log is flushed at reads
+                limit = min(limit, self.flush_every)
+            self._every = int(min(limit, max(1, READ_EVERY_S / max(per_step, 1e-6))))
+        self._last_read = now
 
-    def on_train_end(self, logs=None):
-        self._flush()
-        self._close_writer()
-        self._uninstall()
+    def _record_block(self, block):
+        phases = block[:, 1].astype(int)
+        values = block[:, len(_HEADER) :]
+        # A block holds train rows, or validation rows, or both (the reads at
+        # the end of an epoch): in step order, each phase numbered on its own.
+        for code in np.unique(phases):
+            phase = _PHASES[code]
+            rows = values[phases == code]
+            n = len(rows)
+            steps = self._steps[phase] + np.arange(n)
+            self._steps[phase] += n
+            running_col = self._running_column(phase, n)
+            before = self._train_total()
+            global_steps = (
+                before + np.arange(n) if phase == "train" else np.full(n, before)
+            )
+            numbers = self._store.append(
+                rows, self._epoch, steps, phase, running_col, global_steps
+            )
+            self._check_rows(rows, numbers, steps, phase, global_steps)
+            self._summaries(rows, phase, global_steps)
+
+    def _running_column(self, phase, n):
+        """Keras' running loss of each batch hook, on the last row it covered
+        (every row, unless steps_per_execution > 1)."""
+        column = np.full(n, np.nan, "float32")
+        seen, self._running[phase] = self._running[phase], []
+        spe = int(getattr(self.model, "steps_per_execution", 1) or 1)
+        for j, value in enumerate(seen[-(n // spe or 1) :]):
+            at = min(n - 1, spe * (j + 1) - 1)
+            column[at] = value
+        return column
+
+    def _train_total(self):
+        return getattr(self, "_train_rows", 0)
+
+    def _check_rows(self, rows, numbers, steps, phase, global_steps):
+        columns = {key: rows[:, i] for i, key in enumerate(self._collector.keys)}
+        found = check_block(columns, self.specs, known=self._start_codes)
+        if phase == "train":
+            self._train_rows = self._train_total() + len(rows)
+        codes = {}
+        for i, finding in found:
+            codes.setdefault(numbers[i], []).append(finding.code)
+        for number, listed in codes.items():
+            self._store.findings[number] = ";".join(listed)
+        for i, finding in found:
+            self._finding_step = int(global_steps[i])  # where TensorBoard shows it
+            self._add(_at(finding, self._epoch, int(steps[i]), phase), stacklevel=5)
 
     # ------------------------------------------------------------ helpers
-    def _record(self, values, running):
-        phase = _PHASES[int(values[1])]
-        row = self._collector.unpack(values[len(_HEADER) :])
-        step = self._steps[phase]
-        self._steps[phase] += 1
-        if not self._collector.single:
-            for key, how in MODEL_COLUMNS.items():
-                vals = [row[f"{s.name}/{key}"] for s in self.specs]
-                vals = [v for v in vals if not math.isnan(v)]
-                row[key] = _REDUCE[how](vals) if vals else math.nan
-        row.update(
-            epoch=self._epoch,
-            step=step,
-            phase=phase,
-            global_step=self._train_rows,
-            running_loss=running,
-        )
-        if phase == "train":
-            self._train_rows += 1
-        for spec in self.specs:
-            prefix = "" if self._collector.single else f"{spec.name}/"
-            row[prefix + "pred_dtype"] = spec.dtype
-        found = check_batch(
-            row, self.specs, self._epoch, step, phase=phase, known=self._start_codes
-        )
-        row["findings"] = ";".join(f.code for f in found)
-        self._rows.append(row)
-        self._summaries(row)
-        for finding in found:
-            self._add(finding)
-
-    def _summaries(self, row):
-        """TensorBoard scalars of one batch (finite numbers only)."""
+    def _summaries(self, rows, phase, global_steps):
+        """TensorBoard scalars of a block (finite numbers only)."""
         writer = self._tensorboard()
         if writer is None:
             return
         import tensorflow as tf
 
-        tag = "lossguard" if row["phase"] == "train" else "lossguard/validation"
-        with writer.as_default(step=row["global_step"]):
-            for key, value in row.items():
-                if key in ("epoch", "step", "global_step"):
-                    continue
-                if isinstance(value, float) and math.isfinite(value):
-                    tf.summary.scalar(f"{tag}/{key}", value)
+        tag = "lossguard" if phase == "train" else "lossguard/validation"
+        for values, step in zip(rows, global_steps, strict=True):
+            with writer.as_default(step=int(step)):
+                for key, value in zip(self._collector.keys, values, strict=True):
+                    if math.isfinite(value):
+                        tf.summary.scalar(f"{tag}/{key}", float(value))
 
     def _tensorboard(self):
         """The summary writer (chief only), created on first use."""
@@ -401,8 +535,7 @@ class LossSanityCallback(FindingsCallback):
             return
         import tensorflow as tf
 
-        step = self._rows[-1].get("global_step", 0) if self._rows else 0
-        with writer.as_default(step=step):
+        with writer.as_default(step=getattr(self, "_finding_step", 0)):
             tf.summary.text(
                 "lossguard/findings",
                 f"**{finding.code}** ({finding.severity}): "
@@ -416,44 +549,52 @@ class LossSanityCallback(FindingsCallback):
         self._uninstall()
         self._close_writer()
 
-    def _blind(self, batch, logs, phase):
-        """A step never called compute_loss: say so once per phase, then log."""
-        if phase not in self._blind_reasons:
-            step = "train" if phase == "train" else "test"
-            if self._trace_error is not None:
-                reason = (
-                    f"building its statistics failed "
-                    f"({type(self._trace_error).__name__}: {self._trace_error})"
-                )
-            elif self._custom_step[step]:
-                reason = (
-                    f"{type(self.model).__name__} overrides {step}_step and "
-                    "does not call compute_loss"
-                )
-            else:
-                reason = f"the {step} step did not call model.compute_loss"
-            self._blind_reasons[phase] = reason
-            warnings.warn(
-                f"lossguard cannot see the {phase} batches of this model: {reason}. "
-                "It records only Keras' running-mean loss "
-                "(history['running_loss']), so it cannot check labels, "
-                "predictions or weights there.",
-                LossSanityWarning,
-                stacklevel=3,
+    def _go_blind(self, phase, logs):
+        """A step never called compute_loss: say so once per phase."""
+        step = "train" if phase == "train" else "test"
+        if self._trace_error is not None:
+            reason = (
+                f"building its statistics failed "
+                f"({type(self._trace_error).__name__}: {self._trace_error})"
             )
-        self._rows.append(
-            {
-                "epoch": self._epoch,
-                "step": batch,
-                "phase": phase,
-                "running_loss": _scalar(logs, "loss"),
-            }
+        elif self._custom_step[step]:
+            reason = (
+                f"{type(self.model).__name__} overrides {step}_step and "
+                "does not call compute_loss"
+            )
+        else:
+            reason = f"the {step} step did not call model.compute_loss"
+        self._blind[phase] = reason
+        warnings.warn(
+            f"lossguard cannot see the {phase} batches of this model: {reason}. "
+            "It records only Keras' running-mean loss "
+            "(history['running_loss']), so it cannot check labels, "
+            "predictions or weights there.",
+            LossSanityWarning,
+            stacklevel=4,
         )
+        self._blind_row(self._steps[phase], logs, phase)
+
+    def _blind_row(self, batch, logs, phase):
+        nan = np.full((1, len(self._collector.keys)), np.nan, "float32")
+        self._store.append(
+            nan,
+            self._epoch,
+            [self._steps[phase]],
+            phase,
+            [_scalar(logs, "loss")],
+            [self._train_total()],
+        )
+        self._steps[phase] += 1
+        if phase == "train":
+            self._train_rows = self._train_total() + 1
 
     def _on_crash(self, error):
-        self._flush()
-        self._uninstall()
-        self._close_writer()  # on_train_end will not come
+        with self._lock:
+            self._read(None, "train")
+            self._flush()
+            self._uninstall()
+            self._close_writer()  # on_train_end will not come
         weights = weight_mask_crash(error)
         if weights is not None:
             logger.error("%s", weights)
@@ -464,23 +605,52 @@ class LossSanityCallback(FindingsCallback):
             self._add(finding, stacklevel=4)
 
     def _flush(self):
-        if not self.log_path or self._flushed == len(self._rows):
+        if not self.log_path or self._store is None:
+            return
+        total = self._store.total
+        if self._flushed == total:
             return
         if not _is_chief(self.model):
-            self._flushed = len(self._rows)  # the chief writes the log
+            self._flushed = total  # the chief writes the log
             return
-        frame = self.history
         if self.log_path.endswith(".parquet"):
-            frame.to_parquet(self.log_path, index=False)
+            self._frame().to_parquet(self.log_path, index=False)
         else:
-            new = frame.iloc[self._flushed :]
-            new.to_csv(
+            self._frame(start=self._flushed).to_csv(
                 self.log_path,
                 mode="a" if self._flushed else "w",
                 header=self._flushed == 0,
                 index=False,
             )
-        self._flushed = len(self._rows)
+        self._flushed = total
+        self._store.trim(self._flushed)
+
+
+def _in_place(variable) -> bool:
+    """A plain tf.Variable outside tf.distribute: it can update one row in
+    place (a functional scatter copies the whole buffer every step)."""
+    if keras.backend.backend() != "tensorflow" or variable is None:
+        return False
+    import tensorflow as tf
+
+    return isinstance(variable, tf.Variable) and not tf.distribute.has_strategy()
+
+
+def _at(finding, epoch, step, phase):
+    import dataclasses
+
+    return dataclasses.replace(finding, epoch=epoch, step=step, phase=phase)
+
+
+def _compile_key(model):
+    """What a traced train step depends on besides the data: re-compiling
+    (a new optimizer or loss), steps_per_execution, jit_compile."""
+    return (
+        id(getattr(model, "optimizer", None)),
+        id(getattr(model, "loss", None)),
+        getattr(model, "steps_per_execution", 1),
+        getattr(model, "jit_compile", None),
+    )
 
 
 def _is_chief(model) -> bool:

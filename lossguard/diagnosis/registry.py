@@ -31,6 +31,8 @@ from collections.abc import Callable
 from lossguard.diagnosis.findings import KNOWN_CODES, SEVERITIES, Finding, docs_anchor
 
 STAGES = ("config", "model", "batch", "output", "unexplained", "crash", "epoch")
+#: Stages whose checks run over a block of batches (conditions on columns).
+BLOCK_STAGES = ("batch", "output", "unexplained")
 #: Where a stage's checks run, in words (the docs and `lossguard faults`).
 RUNS_IN = {
     "config": "fit (at the start) and diagnose",
@@ -62,15 +64,26 @@ class Fault:
     def stages(self) -> tuple[str, ...]:
         return tuple(self.checks)
 
-    def check(self, stage: str) -> Callable:
-        """Register the decorated function as this fault's check at `stage`."""
+    def check(self, stage: str, when: Callable | None = None) -> Callable:
+        """Register the decorated function as this fault's check at `stage`.
+
+        The batch stages (`batch`, `output`, `unexplained`) run over a block
+        of batches at once: `when` is the fault's condition written over
+        columns (numpy arrays, one value per batch; a plain bool where the
+        configuration decides), and the decorated function explains one
+        batch where it holds. The other stages call the function directly; it
+        returns a finding, a list of them, or None.
+        """
         if stage not in STAGES:
             raise ValueError(f"`stage` must be one of {STAGES}. Received: {stage!r}.")
+        if (when is None) == (stage in BLOCK_STAGES):
+            need = "needs" if stage in BLOCK_STAGES else "takes no"
+            raise ValueError(f"A check at stage {stage!r} {need} a `when` condition.")
 
         def register(function):
             self.checks.setdefault(stage, []).append(function)
-            if (stage, function) not in _ORDER:  # one check may find two codes
-                _ORDER.append((stage, function))
+            if all(f is not function for _, f, _, _ in _ORDER):  # one, two codes
+                _ORDER.append((stage, function, when, self.code))
             return function
 
         return register
@@ -84,8 +97,9 @@ class Fault:
 
 #: code -> Fault, in declaration order.
 FAULTS: dict[str, Fault] = {}
-#: (stage, check) in registration order: the order findings are produced in.
-_ORDER: list[tuple[str, Callable]] = []
+#: (stage, check, condition, code) in registration order: the order findings
+#: are produced in.
+_ORDER: list[tuple] = []
 
 
 def fault(code: str, severity: str, title: str, summary: str) -> Fault:
@@ -101,15 +115,16 @@ def fault(code: str, severity: str, title: str, summary: str) -> Fault:
     return declared
 
 
-def checks(stage: str) -> list[Callable]:
-    """Every check registered at `stage`, in registration order."""
-    return [function for s, function in _ORDER if s == stage]
+def checks(stage: str) -> list[tuple]:
+    """`(check, condition, code)` of every check at `stage`, in order."""
+    return [(f, when, code) for s, f, when, code in _ORDER if s == stage]
 
 
 def run(stage: str, *args, **kwargs) -> list:
-    """Run every check of `stage`; each returns a finding, a list, or None."""
+    """Run every check of a direct stage; each returns a finding, a list, or
+    None."""
     found = []
-    for function in checks(stage):
+    for function, _, _ in checks(stage):
         result = function(*args, **kwargs)
         if result is None:
             continue

@@ -31,6 +31,7 @@ FAULTS = {
 NOT_DIAGNOSABLE = {"vae"}
 DIAGNOSABLE = [name for name in NAMES if name not in NOT_DIAGNOSABLE]
 
+
 def build(name):
     keras.utils.set_random_seed(SEED)
     scenario = SCENARIOS[name]()

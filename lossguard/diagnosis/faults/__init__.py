@@ -21,16 +21,21 @@ from __future__ import annotations
 import dataclasses
 from enum import Enum
 
-from lossguard.diagnosis.faults import (  # noqa: F401 - each declares its faults
-    config,
-    embeddings,
-    labels,
-    loss_terms,
-    predictions,
-    seq2seq,
-)
+import numpy as np
+
+# Each family declares its faults when imported, in the catalogue's order:
+# that is the order of `Code` and of the findings a batch shows.
+# isort: off
+from lossguard.diagnosis.faults import labels  # noqa: F401
+from lossguard.diagnosis.faults import loss_terms  # noqa: F401
+from lossguard.diagnosis.faults import predictions  # noqa: F401
+from lossguard.diagnosis.faults import config  # noqa: F401
+from lossguard.diagnosis.faults import seq2seq  # noqa: F401
+from lossguard.diagnosis.faults import embeddings  # noqa: F401
+
+# isort: on
 from lossguard.diagnosis.faults.format import measured
-from lossguard.diagnosis.registry import FAULTS, run
+from lossguard.diagnosis.registry import FAULTS, checks, run
 from lossguard.diagnosis.statistics import OUTPUT_KEYS
 
 #: The stable fault codes (string values; never renamed).
@@ -39,29 +44,69 @@ Code.__doc__ = "The stable fault codes of docs/faults.md (never renamed)."
 
 
 def split_output(row: dict, spec, single: bool) -> dict:
-    """One output's statistics out of a batch's row (prefixed by its name)."""
+    """One output's statistics out of a batch's row (or a block's columns)."""
     prefix = "" if single else f"{spec.name}/"
     return {key: row.get(prefix + key, float("nan")) for key in OUTPUT_KEYS}
+
+
+def check_block(columns: dict, specs, known=frozenset()) -> list:
+    """Every finding a block of batches shows, as `(batch index, finding)`.
+
+    `columns` maps each statistic to a numpy array with one value per batch.
+    Each fault's condition runs over the whole block at once; its check
+    explains only the batches where the condition holds. The `unexplained`
+    stage sees which codes each batch showed, plus `known` (the codes the
+    configuration showed, true for every batch).
+    """
+    n = len(next(iter(columns.values())))
+    single = len(specs) == 1
+    outs = [split_output(columns, spec, single) for spec in specs]
+    hits = []  # (check, code, output index or None for the whole batch, mask)
+    for check, when, code in checks("batch"):
+        hits.append((check, code, None, _mask(when(columns, outs, specs), n)))
+    for i, spec in enumerate(specs):
+        for check, when, code in checks("output"):
+            hits.append((check, code, i, _mask(when(outs[i], columns, spec), n)))
+    found = {code: np.ones(n, bool) for code in known}
+    for _, code, _, mask in hits:
+        found[code] = found.get(code, np.zeros(n, bool)) | mask
+    for check, when, code in checks("unexplained"):
+        hits.append((check, code, None, _mask(when(columns, outs, specs, found), n)))
+    rows = np.flatnonzero(np.any([mask for *_, mask in hits], axis=0)) if hits else []
+    result = []
+    for row_index in rows:
+        row = {key: _scalar(values[row_index]) for key, values in columns.items()}
+        row_outs = [split_output(row, spec, single) for spec in specs]
+        for check, _, output, mask in hits:
+            if not mask[row_index]:
+                continue
+            if output is None:
+                finding = check(row, row_outs, specs)
+            else:
+                spec, stats = specs[output], row_outs[output]
+                finding = _annotate(check(stats, row, spec, single), spec, stats)
+            result.append((int(row_index), finding))
+    return result
+
+
+def _mask(condition, n) -> np.ndarray:
+    """A condition (array or plain bool) as one boolean per batch."""
+    return np.broadcast_to(np.asarray(condition, dtype=bool), (n,))
+
+
+def _scalar(value):
+    return float(value) if isinstance(value, np.floating | float) else value
 
 
 def check_batch(
     row: dict, specs, epoch=None, step=None, phase=None, known=frozenset()
 ) -> list:
-    """Every finding one batch's statistics show.
-
-    Runs the `batch` and `output` stages, then `unexplained` with the codes
-    they found plus `known` (the codes the configuration showed).
-    """
-    single = len(specs) == 1
-    outs = [split_output(row, spec, single) for spec in specs]
-    found = run("batch", row, outs, specs)
-    for spec, stats in zip(specs, outs, strict=True):
-        found += [
-            _annotate(f, spec, stats) for f in run("output", stats, row, spec, single)
-        ]
-    explained = {f.code for f in found} | set(known)
-    found += run("unexplained", row, outs, specs, explained)
-    return [dataclasses.replace(f, epoch=epoch, step=step, phase=phase) for f in found]
+    """Every finding one batch's statistics show (`check_block` on one row)."""
+    columns = {key: np.asarray([value]) for key, value in row.items()}
+    return [
+        dataclasses.replace(f, epoch=epoch, step=step, phase=phase)
+        for _, f in check_block(columns, specs, known)
+    ]
 
 
 def _annotate(finding, spec, stats):
@@ -116,6 +161,7 @@ __all__ = [
     "Code",
     "FAULTS",
     "check_batch",
+    "check_block",
     "check_crash",
     "check_epoch",
     "check_start",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 from lossguard.diagnosis.crashes import error_detail
-from lossguard.diagnosis.faults.format import measured, num, of_output, pct
+from lossguard.diagnosis.faults.format import num, of_output, pct
 from lossguard.diagnosis.registry import fault
 from lossguard.diagnosis.specs import clip_ceiling
 from lossguard.diagnosis.statistics import SUM_TOLERANCE
@@ -57,12 +57,11 @@ def _position(s) -> dict:
     return {"first_sample": row // steps, "first_position": row % steps}
 
 
-@NEGATIVE_LABELS.check("output")
+@NEGATIVE_LABELS.check(
+    "output",
+    when=lambda s, g, spec: spec.kind in ("categorical", "kl") and s["label_min"] < 0,
+)
 def negative_labels(s, g, spec, single):
-    if spec.kind not in ("categorical", "kl") or not (
-        measured(s["label_min"]) and s["label_min"] < 0
-    ):
-        return None
     ymin, ceiling = s["label_min"], clip_ceiling()
     pos = _position(s)
     return NEGATIVE_LABELS.finding(
@@ -98,12 +97,11 @@ def negative_labels(s, g, spec, single):
     )
 
 
-@LABEL_SUM_NOT_ONE.check("output")
+@LABEL_SUM_NOT_ONE.check(
+    "output",
+    when=lambda s, g, spec: spec.kind == "categorical" and s["label_sum_off_share"] > 0,
+)
 def label_sum_not_one(s, g, spec, single):
-    if spec.kind != "categorical" or not (
-        measured(s["label_sum_off_share"]) and s["label_sum_off_share"] > 0
-    ):
-        return None
     lo, hi, mean = s["label_sum_min"], s["label_sum_max"], s["label_sum_mean"]
     worst = lo if abs(lo - 1) > abs(hi - 1) else hi
     k = spec.units or 0
@@ -133,12 +131,11 @@ def label_sum_not_one(s, g, spec, single):
     )
 
 
-@EMPTY_LABEL_ROWS.check("output")
+@EMPTY_LABEL_ROWS.check(
+    "output",
+    when=lambda s, g, spec: spec.kind == "categorical" and s["label_empty_share"] > 0,
+)
 def empty_label_rows(s, g, spec, single):
-    if spec.kind != "categorical" or not (
-        measured(s["label_empty_share"]) and s["label_empty_share"] > 0
-    ):
-        return None
     share = s["label_empty_share"]
     return EMPTY_LABEL_ROWS.finding(
         f"{pct(share)} of the unmasked label rows{of_output(spec, single)} are "
@@ -157,11 +154,14 @@ def empty_label_rows(s, g, spec, single):
     )
 
 
-@LABELS_OUT_OF_RANGE.check("output")
+@LABELS_OUT_OF_RANGE.check(
+    "output",
+    when=lambda s, g, spec: (
+        spec.kind in ("binary", "sparse") and s["label_out_of_range_share"] > 0
+    ),
+)
 def labels_out_of_range(s, g, spec, single):
     share = s["label_out_of_range_share"]
-    if spec.kind not in ("binary", "sparse") or not (measured(share) and share > 0):
-        return None
     lo, hi = s["label_min"], s["label_max"]
     if spec.kind == "binary":
         why = (

@@ -9,7 +9,7 @@ statistics, or the compile configuration.
 
 from __future__ import annotations
 
-import math
+import numpy as np
 
 from lossguard.diagnosis.faults.format import measured, num, of_output, pct
 from lossguard.diagnosis.registry import fault
@@ -63,10 +63,8 @@ EXPLAINS_NEGATIVE = {
 NEGATIVE_BELOW = -1e-6
 
 
-@NONFINITE_LOSS.check("batch")
+@NONFINITE_LOSS.check("batch", when=lambda g, outs, specs: ~np.isfinite(g["loss"]))
 def nonfinite_loss(g, outs, specs):
-    if measured(g["loss"]) and math.isfinite(g["loss"]):
-        return None
     sources = [("inputs", g.get("x_nonfinite", 0))]
     for spec, s in zip(specs, outs, strict=True):
         sources += [
@@ -106,11 +104,9 @@ def nonfinite_loss(g, outs, specs):
     )
 
 
-@NEGATIVE_AUX_LOSS.check("batch")
+@NEGATIVE_AUX_LOSS.check("batch", when=lambda g, outs, specs: g["aux_loss"] < 0)
 def negative_aux_loss(g, outs, specs):
-    aux, data = g.get("aux_loss", 0.0), g.get("data_loss", float("nan"))
-    if not (measured(aux) and aux < 0):
-        return None
+    aux, data = g["aux_loss"], g["data_loss"]
     n = len(AUX_TERM.name)
     terms = {k[n:]: v for k, v in g.items() if k.startswith(AUX_TERM.name) and v != 0}
     listed = ", ".join(f"{name} = {num(v)}" for name, v in terms.items())
@@ -128,10 +124,8 @@ def negative_aux_loss(g, outs, specs):
     )
 
 
-@NEGATIVE_WEIGHTS.check("output")
+@NEGATIVE_WEIGHTS.check("output", when=lambda s, g, spec: s["weight_min"] < 0)
 def negative_weights(s, g, spec, single):
-    if not (measured(s["weight_min"]) and s["weight_min"] < 0):
-        return None
     return NEGATIVE_WEIGHTS.finding(
         f"Sample weights{of_output(spec, single)} go down to {num(s['weight_min'])}; "
         f"{pct(s['weight_neg_share'])} of them are negative.",
@@ -181,20 +175,31 @@ def unbounded_loss(spec):
     )
 
 
-@NEGATIVE_LOSS.check("unexplained")
-def negative_loss(g, outs, specs, explained):
-    if explained & EXPLAINS_NEGATIVE:
-        return None
-    single = len(specs) == 1
-    negative = {}
-    if measured(g.get("loss")) and g["loss"] < NEGATIVE_BELOW:
-        negative["the batch loss"] = g["loss"]
-    for spec in specs if not single else ():
-        value = g.get(f"{spec.name}/data_loss")
-        if measured(value) and value < NEGATIVE_BELOW:
-            negative[f"output '{spec.name}''s data loss"] = value
-    if not negative:
-        return None
+def _negative_values(g, specs):
+    """The batch loss and (with several outputs) each output's data loss."""
+    values = {"the batch loss": g["loss"]}
+    if len(specs) > 1:
+        for spec in specs:
+            values[f"output '{spec.name}''s data loss"] = g[f"{spec.name}/data_loss"]
+    return values
+
+
+def _unexplained_negative(g, outs, specs, found):
+    negative = np.zeros(np.shape(g["loss"]), bool)
+    for value in _negative_values(g, specs).values():
+        negative = negative | (np.asarray(value) < NEGATIVE_BELOW)
+    for code in EXPLAINS_NEGATIVE & set(found):
+        negative = negative & ~found[code]
+    return negative
+
+
+@NEGATIVE_LOSS.check("unexplained", when=_unexplained_negative)
+def negative_loss(g, outs, specs):
+    negative = {
+        what: value
+        for what, value in _negative_values(g, specs).items()
+        if measured(value) and value < NEGATIVE_BELOW
+    }
     what, value = next(iter(negative.items()))
     how = "; ".join(
         f"'{spec.loss_name}' {spec.identified or 'is a Keras or lossguard loss'}"

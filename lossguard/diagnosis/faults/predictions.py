@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from lossguard.diagnosis.faults.format import measured, num, of_output, pct
 from lossguard.diagnosis.registry import fault
 from lossguard.diagnosis.specs import clip_ceiling
@@ -38,21 +40,21 @@ LOW_PRECISION_SATURATION = fault(
 )
 
 
-@PREDICTIONS_NOT_PROBABILITIES.check("output")
-def predictions_not_probabilities(s, g, spec, single):
+def _not_probabilities(s, g, spec):
     if not spec.expects_probabilities:
-        return None
+        return False
+    tol = sum_tolerance(spec.dtype)
+    out_of_range = (s["pred_min"] < 0) | (s["pred_max"] > 1 + tol)
+    if spec.kind == "binary":
+        return out_of_range
+    sums = s["pred_sum_min"], s["pred_sum_max"]
+    return out_of_range | (np.abs(sums[0] - 1) > tol) | (np.abs(sums[1] - 1) > tol)
+
+
+@PREDICTIONS_NOT_PROBABILITIES.check("output", when=_not_probabilities)
+def predictions_not_probabilities(s, g, spec, single):
     pmin, pmax = s["pred_min"], s["pred_max"]
     smin, smax = s["pred_sum_min"], s["pred_sum_max"]
-    tol = sum_tolerance(spec.dtype)
-    out_of_range = measured(pmin) and (pmin < 0 or pmax > 1 + tol)
-    bad_sums = (
-        spec.kind != "binary"
-        and measured(smin)
-        and (abs(smin - 1) > tol or abs(smax - 1) > tol)
-    )
-    if not (out_of_range or bad_sums):
-        return None
     ceiling = clip_ceiling()
     sums = f", row sums in [{num(smin)}, {num(smax)}]" if measured(smin) else ""
     return PREDICTIONS_NOT_PROBABILITIES.finding(
@@ -78,22 +80,23 @@ def predictions_not_probabilities(s, g, spec, single):
     )
 
 
-@PROBABILITIES_AS_LOGITS.check("output")
-def probabilities_as_logits(s, g, spec, single):
+def _squashed_logits(s, g, spec):
     if not (spec.from_logits and spec.kind in ("categorical", "sparse", "binary")):
-        return None
-    squashed = spec.activation in ("softmax", "sigmoid") or s["pred_softmax"] == 1
+        return False
+    if spec.activation in ("softmax", "sigmoid"):
+        return True
+    tol = sum_tolerance(spec.dtype)
     looks = (
-        measured(s["pred_min"])
-        and s["pred_min"] >= 0
-        and s["pred_max"] <= 1
-        and spec.kind != "binary"
-        and measured(s["pred_sum_min"])
-        and abs(s["pred_sum_min"] - 1) <= sum_tolerance(spec.dtype)
-        and abs(s["pred_sum_max"] - 1) <= sum_tolerance(spec.dtype)
+        (s["pred_min"] >= 0)
+        & (s["pred_max"] <= 1)
+        & (np.abs(s["pred_sum_min"] - 1) <= tol)
+        & (np.abs(s["pred_sum_max"] - 1) <= tol)
     )
-    if not (squashed or looks):
-        return None
+    return (s["pred_softmax"] == 1) | (looks if spec.kind != "binary" else False)
+
+
+@PROBABILITIES_AS_LOGITS.check("output", when=_squashed_logits)
+def probabilities_as_logits(s, g, spec, single):
     k = spec.units or 2
     floor = math.log(1 + (k - 1) / math.e)
     activation = spec.activation or ("softmax" if s["pred_softmax"] == 1 else None)
@@ -124,13 +127,15 @@ def probabilities_as_logits(s, g, spec, single):
     )
 
 
-@LOW_PRECISION_SATURATION.check("output")
+@LOW_PRECISION_SATURATION.check(
+    "output",
+    when=lambda s, g, spec: (
+        spec.dtype in ("float16", "bfloat16")
+        and s["pred_saturated_share"] > SATURATION_SHARE
+    ),
+)
 def low_precision_saturation(s, g, spec, single):
     share = s["pred_saturated_share"]
-    if spec.dtype not in ("float16", "bfloat16") or not (
-        measured(share) and share > SATURATION_SHARE
-    ):
-        return None
     return LOW_PRECISION_SATURATION.finding(
         f"The output{of_output(spec, single)} is {spec.dtype} and the true class's "
         f"probability is exactly 0 or 1 for {pct(share)} of tokens.",

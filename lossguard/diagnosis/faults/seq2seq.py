@@ -9,7 +9,7 @@ padding id 0.
 
 from __future__ import annotations
 
-from lossguard.diagnosis.faults.format import measured, of_output, pct
+from lossguard.diagnosis.faults.format import of_output, pct
 from lossguard.diagnosis.registry import fault
 
 #: Share of the counted target positions that are padding and count as "most".
@@ -33,11 +33,11 @@ PADDING_NOT_MASKED = fault(
 )
 
 
-@DECODER_TARGET_NOT_SHIFTED.check("output")
+@DECODER_TARGET_NOT_SHIFTED.check(
+    "output", when=lambda s, g, spec: s["decoder_copy_share"] > COPY_SHARE
+)
 def decoder_target_not_shifted(s, g, spec, single):
     share = s["decoder_copy_share"]
-    if not (measured(share) and share > COPY_SHARE):
-        return None
     i = int(s["decoder_copy_input"])
     return DECODER_TARGET_NOT_SHIFTED.finding(
         f"Input {i} equals the target{of_output(spec, single)} at the same "
@@ -52,11 +52,11 @@ def decoder_target_not_shifted(s, g, spec, single):
     )
 
 
-@PADDING_NOT_MASKED.check("output")
+@PADDING_NOT_MASKED.check(
+    "output", when=lambda s, g, spec: s["pad_share"] > PADDING_SHARE
+)
 def padding_not_masked(s, g, spec, single):
     share = s["pad_share"]
-    if not (measured(share) and share > PADDING_SHARE):
-        return None
     return PADDING_NOT_MASKED.finding(
         f"{pct(share)} of the target positions{of_output(spec, single)} the loss "
         f"counts are the padding id {PAD_ID}, and nothing masks them.",
