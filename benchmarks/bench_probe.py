@@ -16,16 +16,18 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.dirname(__file__))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from common import alternate  # noqa: E402
 from keras import ops  # noqa: E402
 
-from benchmarks.common import alternate  # noqa: E402
 from lossguard.diagnosis.probe import identify  # noqa: E402
 
 

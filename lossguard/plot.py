@@ -51,7 +51,9 @@ def read_log(path):
 
         names = pq.read_schema(path).names
         return pd.read_parquet(path, columns=[c for c in COLUMNS if c in names])
-    return pd.read_csv(path, usecols=lambda c: c in COLUMNS)
+    return pd.read_csv(
+        path, usecols=lambda c: c in COLUMNS, dtype={"findings": str, "phase": str}
+    )
 
 
 def _codes(history):

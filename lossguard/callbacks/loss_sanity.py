@@ -166,7 +166,10 @@ class LossSanityCallback(FindingsCallback):
         self._writer = None
         self._store = None
         self._flushed = 0
+        self._train_rows = 0  # training batches recorded (the global step)
+        self._finding_step = 0  # the global step of the finding being added
         self._installed = False
+        self._active = False
         self._graph = None  # the instrumented step functions, reused across fits
         self._traces = 0
         self._lock = threading.RLock()
@@ -205,7 +208,7 @@ class LossSanityCallback(FindingsCallback):
         self._start(fit=True)
 
     def on_test_begin(self, logs=None):
-        if self._installed:  # validation inside fit
+        if self._active:  # validation inside fit
             self._steps["validation"] = 0
             return
         self._start(fit=False)  # model.evaluate(..., callbacks=[cb])
@@ -213,9 +216,10 @@ class LossSanityCallback(FindingsCallback):
     def _start(self, fit):
         model = self.model
         key = _compile_key(model)
+        unsupported = _unsupported_backend()
         reuse = self._graph is not None and self._graph["key"] == key
         if not reuse:
-            self._build(model, key)
+            self._build(model, key, variables=unsupported is None)
         self._epoch = 0 if fit else None
         self._in_fit = fit
         self._steps = {"train": 0, "validation": 0}
@@ -224,16 +228,36 @@ class LossSanityCallback(FindingsCallback):
         self._blind = {}
         self._every = 1 if self.check_every == "auto" else self.check_every
         self._last_read = None
-        self._install()
+        self._active = True
+        if unsupported is None:
+            self._install()
+        else:
+            self._unsupported(unsupported)
         self._checked_specs = None
         self._check_start()
 
-    def _build(self, model, key):
+    def _unsupported(self, reason):
+        """Watch what can be watched without the train step: say so once."""
+        self._blind = {"train": reason, "validation": reason}
+        warnings.warn(
+            f"lossguard cannot see the batches on this backend: {reason}. It "
+            "checks the compile configuration and the model, and records Keras' "
+            "running-mean loss (history['running_loss']); training runs as "
+            "without it.",
+            LossSanityWarning,
+            stacklevel=4,
+        )
+
+    def _build(self, model, key, variables=True):
         """The collector, the buffer and the instrumented step functions."""
         self._collector = BatchCollector(model, output_specs(model))
         spe = int(getattr(model, "steps_per_execution", 1) or 1)
         self._capacity = max(self.capacity, 2 * spe)
         width = len(self._collector.keys) + len(_HEADER)
+        self._make_store()
+        self._graph = {"key": key}
+        if not variables:
+            return
         # Under tf.distribute: mirrored, and only the first replica's write
         # counts (every replica holds the same, global-batch row).
         with _strategy_scope(model):
@@ -259,6 +283,9 @@ class LossSanityCallback(FindingsCallback):
             and f"{phase}_step" in _own_methods(type(model))
             for phase in ("train", "test")
         }
+
+    def _make_store(self):
+        """The history store (kept across fits of the same model)."""
         if self._store is None or self._store.keys != self._collector.keys:
             if self._store is not None:
                 logger.info(
@@ -267,7 +294,6 @@ class LossSanityCallback(FindingsCallback):
                 )
             self._store = History(self._collector.keys, keep=self.keep_in_memory)
             self._flushed, self._train_rows = 0, 0
-        self._graph = {"key": key}
 
     def _check_start(self):
         """The configuration checks, again once the specs are refined."""
@@ -377,10 +403,10 @@ class LossSanityCallback(FindingsCallback):
     def _batch_end(self, batch, logs, phase):
         """Count the step(s); read the buffer when a block is due."""
         with self._lock:
-            if not self._installed:
-                return
             if phase in self._blind:
-                self._blind_row(batch, logs, phase)
+                self._blind_row(logs, phase)
+                return
+            if not self._installed:
                 return
             self._pending += int(getattr(self.model, "steps_per_execution", 1) or 1)
             self._running[phase].append(_scalar(logs, "loss"))
@@ -397,17 +423,19 @@ class LossSanityCallback(FindingsCallback):
     def on_test_end(self, logs=None):
         with self._lock:
             self._read(None, "validation")
-            if self._installed and not self._in_fit:
-                self._flush()
-                self._close_writer()
-                self._uninstall()
+            if self._active and not self._in_fit:
+                self._end()
 
     def on_train_end(self, logs=None):
         with self._lock:
             self._read(None, "train")
-            self._flush()
-            self._close_writer()
-            self._uninstall()
+            self._end()
+
+    def _end(self):
+        self._flush()
+        self._close_writer()
+        self._uninstall()
+        self._active = False
 
     # ------------------------------------------------------------ reading
     def _read(self, logs, phase):
@@ -461,7 +489,7 @@ class LossSanityCallback(FindingsCallback):
             steps = self._steps[phase] + np.arange(n)
             self._steps[phase] += n
             running_col = self._running_column(phase, n)
-            before = self._train_total()
+            before = self._train_rows
             global_steps = (
                 before + np.arange(n) if phase == "train" else np.full(n, before)
             )
@@ -482,14 +510,11 @@ class LossSanityCallback(FindingsCallback):
             column[at] = value
         return column
 
-    def _train_total(self):
-        return getattr(self, "_train_rows", 0)
-
     def _check_rows(self, rows, numbers, steps, phase, global_steps):
         columns = {key: rows[:, i] for i, key in enumerate(self._collector.keys)}
         found = check_block(columns, self.specs, known=self._start_codes)
         if phase == "train":
-            self._train_rows = self._train_total() + len(rows)
+            self._train_rows += len(rows)
         codes = {}
         for i, finding in found:
             codes.setdefault(numbers[i], []).append(finding.code)
@@ -535,7 +560,7 @@ class LossSanityCallback(FindingsCallback):
             return
         import tensorflow as tf
 
-        with writer.as_default(step=getattr(self, "_finding_step", 0)):
+        with writer.as_default(step=self._finding_step):
             tf.summary.text(
                 "lossguard/findings",
                 f"**{finding.code}** ({finding.severity}): "
@@ -573,9 +598,10 @@ class LossSanityCallback(FindingsCallback):
             LossSanityWarning,
             stacklevel=4,
         )
-        self._blind_row(self._steps[phase], logs, phase)
+        self._blind_row(logs, phase)
 
-    def _blind_row(self, batch, logs, phase):
+    def _blind_row(self, logs, phase):
+        """A row with Keras' running loss only, for a batch lossguard cannot see."""
         nan = np.full((1, len(self._collector.keys)), np.nan, "float32")
         self._store.append(
             nan,
@@ -583,11 +609,11 @@ class LossSanityCallback(FindingsCallback):
             [self._steps[phase]],
             phase,
             [_scalar(logs, "loss")],
-            [self._train_total()],
+            [self._train_rows],
         )
         self._steps[phase] += 1
         if phase == "train":
-            self._train_rows = self._train_total() + 1
+            self._train_rows += 1
 
     def _on_crash(self, error):
         with self._lock:
@@ -624,6 +650,21 @@ class LossSanityCallback(FindingsCallback):
             )
         self._flushed = total
         self._store.trim(self._flushed)
+
+
+def _unsupported_backend():
+    """Why the train step cannot be watched on this backend, or None.
+
+    JAX's train step is a pure function of the state Keras carries
+    (trainable, non-trainable, optimizer and metric variables); a buffer
+    variable the callback assigns inside it does not come out of it.
+    """
+    if keras.backend.backend() == "jax":
+        return (
+            "JAX's train step is a pure function of the state Keras carries, and "
+            "lossguard's statistics buffer is not part of it yet"
+        )
+    return None
 
 
 def _in_place(variable) -> bool:

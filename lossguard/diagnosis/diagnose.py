@@ -227,7 +227,7 @@ def _eager_row(model, collector, bx, by, bw, step, found):
         return None
     try:
         row = collector.row(bx, by, y_pred, bw, loss)
-        return {k: float(np.asarray(v)) for k, v in row.items()}
+        return {k: float(_numpy(v)) for k, v in row.items()}
     except Exception as error:  # noqa: BLE001 - lossguard's own failure
         logger.warning(
             "lossguard could not measure batch %d (its own failure, not the "
@@ -237,6 +237,13 @@ def _eager_row(model, collector, bx, by, bw, step, found):
             error,
         )
         return None
+
+
+def _numpy(value):
+    """A backend tensor as numpy (PyTorch's need detaching first)."""
+    import keras
+
+    return keras.ops.convert_to_numpy(value)
 
 
 def _label_hint(y, specs) -> str:

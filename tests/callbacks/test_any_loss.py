@@ -15,6 +15,10 @@ import lossguard
 from lossguard.diagnosis.specs import output_specs
 from lossguard.testing import tiny_seq2seq
 from tests.helpers import T, V, classifier, onehot, seq2seq, token_data
+from tests.realworld.scenarios import (  # the losses as keras.io and forums write them
+    CustomNonPaddingTokenLoss as NonPaddingTokenLoss,
+)
+from tests.realworld.scenarios import clipped_loss, masked_loss
 
 
 def fit(model, x, y, epochs=1, **kwargs):
@@ -39,13 +43,6 @@ def loud(report):
 
 
 # ------------------------------------------------------- the forum's losses
-def clipped_loss(y_true, y_pred):
-    """The classic forum "fix" for a negative seq2seq loss, verbatim."""
-    return tf.clip_by_value(
-        tf.keras.losses.categorical_crossentropy(y_true, y_pred), 0, 10
-    )
-
-
 def test_clipped_loss_on_glove_targets_is_found_and_the_clip_named():
     model, x, y = tiny_seq2seq("NEGATIVE_LABELS", n=48)
     model.compile("adam", clipped_loss)
@@ -184,27 +181,6 @@ def test_cosine_loss_negative_by_design_is_info_only():
 
 
 # --------------------------------------------------------- identification
-def masked_loss(y_true, y_pred):
-    """TensorFlow's NMT tutorial: a masked mean over non-padding tokens."""
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(
-        from_logits=True, reduction="none"
-    )
-    loss = loss_fn(y_true, y_pred)
-    mask = ops.cast(y_true != 0, loss.dtype)
-    return ops.sum(loss * mask) / ops.sum(mask)
-
-
-class NonPaddingTokenLoss(keras.losses.Loss):
-    """keras.io's NER transformer loss (a Loss subclass with its own call)."""
-
-    def call(self, y_true, y_pred):
-        loss_fn = keras.losses.SparseCategoricalCrossentropy(
-            from_logits=True, reduction=None
-        )
-        mask = ops.cast(y_true > 0, "float32")
-        return ops.sum(loss_fn(y_true, y_pred) * mask) / ops.sum(mask)
-
-
 def fails_on_probes(y_true, y_pred):
     raise RuntimeError("a loss lossguard cannot call outside the model")
 
