@@ -46,10 +46,7 @@ def quiet_tensorflow_start():
 
 def main(argv: list[str] | None = None) -> int:
     """`lossguard ...`: quiet TensorFlow's start, then run `lossguard.cli`."""
-    if not (
-        {"-h", "--help", "--version"} & set(sys.argv[1:] if argv is None else argv)
-    ):
-        quiet_tensorflow_start()
+    quiet_tensorflow_start()  # lossguard.cli imports the package, and so TensorFlow
     from lossguard.cli import main as run
 
     return run(argv)

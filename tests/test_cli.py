@@ -21,7 +21,9 @@ def run(*args, cwd=None):
 
 
 def test_version_and_help():
-    assert lossguard.__version__ in run("--version").stdout
+    version = run("--version")
+    assert lossguard.__version__ in version.stdout
+    assert "oneDNN" not in version.stderr and "absl" not in version.stderr
     assert "demo" in run("--help").stdout
 
 
