@@ -1,4 +1,5 @@
-"""On a backend lossguard cannot watch yet, training runs as without it.
+"""lossguard on Keras' other backends: PyTorch is watched like TensorFlow;
+on JAX, which it cannot watch yet, training runs as without it.
 
 Each check runs in a fresh process with `KERAS_BACKEND` set (Keras picks its
 backend at import). A backend that is not installed is skipped, saying so.
@@ -45,11 +46,21 @@ SCRIPT = textwrap.dedent(
     print("WARNINGS", len(said), said[0][:80] if said else "")
     print("ROWS", len(cb.history), sorted(set(cb.history.phase)))
     print("CODES", sorted(cb.report.codes))
+    first = cb.report.get("NEGATIVE_LABELS")
+    if first is not None:
+        print("FIRST", first.epoch, first.step, first.phase)
+    print("DIAGNOSE", sorted(lossguard.diagnose(cb.model, x, y).codes))
     """
 )
 
+#: What each backend gives: (lossguard's warnings, finding codes in fit).
+EXPECTED = {
+    "jax": (1, ["NEGATIVE_WEIGHTS"]),
+    "torch": (0, ["LABEL_SUM_NOT_ONE", "NEGATIVE_LABELS", "NEGATIVE_WEIGHTS"]),
+}
 
-@pytest.mark.parametrize("backend", ["jax"])
+
+@pytest.mark.parametrize("backend", sorted(EXPECTED))
 def test_fit_runs_as_without_lossguard_and_says_what_it_cannot_see(backend):
     if importlib.util.find_spec(backend) is None:
         pytest.skip(f"the {backend} backend is not installed (pip install {backend})")
@@ -63,6 +74,13 @@ def test_fit_runs_as_without_lossguard_and_says_what_it_cannot_see(backend):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
-    assert "WARNINGS 1 lossguard cannot see the batches on this backend" in out
+    warned, codes = EXPECTED[backend]
+    assert f"WARNINGS {warned}" in out
+    if warned:
+        assert "lossguard cannot see the batches on this backend" in out
+    else:  # watched: the -1 row of batch 0, in training
+        assert "FIRST 0 0 train" in out
     assert "ROWS 8 ['train', 'validation']" in out  # 3 + 1 batches, 2 epochs
-    assert "CODES ['NEGATIVE_WEIGHTS']" in out  # the configuration is checked
+    assert f"CODES {codes}" in out  # the configuration is checked everywhere
+    diagnosed = ["LABEL_SUM_NOT_ONE", "NEGATIVE_LABELS", "NEGATIVE_WEIGHTS"]
+    assert f"DIAGNOSE {diagnosed}" in out  # diagnose runs on every backend
