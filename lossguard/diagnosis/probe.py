@@ -59,17 +59,9 @@ class Identity:
     masks_padding: bool = False
     how: str = ""
 
-    def describe(self) -> str:
-        return self.how
-
 
 def _close(a, b) -> bool:
     return bool(np.isfinite(a) and abs(a - b) <= ATOL + RTOL * abs(b))
-
-
-def _softmax(z):
-    e = np.exp(z - z.max(-1, keepdims=True))
-    return e / e.sum(-1, keepdims=True)
 
 
 def _log_softmax(z):
@@ -162,7 +154,7 @@ def _binary_fit(prober, shape):
         v = prober(y, p)
         if not np.isfinite(v):
             continue
-        ls = 0.0 if abs(half - ce) < 1e-9 else 2 * (v - ce) / (2 * (half - ce))
+        ls = 0.0 if abs(half - ce) < 1e-9 else (v - ce) / (half - ce)
         ls = 0.0 if abs(ls) < 1e-4 else ls
         y2 = 1 - y
         ce2 = -(y2 * np.log(q) + (1 - y2) * np.log(1 - q)).mean()

@@ -193,10 +193,6 @@ def _select(ok, compute, fallback):
     return ops.cond(ok, compute, fallback)
 
 
-def _nan_dict(keys):
-    return {key: ops.convert_to_tensor(NAN) for key in keys}
-
-
 def _token_weights(sample_weight, mask, p, rows):
     """Sample weights times the Keras mask, one value per token row.
 
