@@ -94,9 +94,13 @@ class History:
         """(stats matrix, meta array) of the rows from row number `start`."""
         if not self._stats:
             return np.empty((0, len(self.keys)), "float32"), np.empty(0, self._META)
-        stats = np.concatenate(self._stats)[: len(self)]
-        meta = np.concatenate(self._meta)[: len(self)]
+        # Only the chunks that hold rows from `start`: a flush every few
+        # hundred rows must not copy the whole history each time.
         skip = max(0, start - self.dropped)
+        first = min(skip // CHUNK, len(self._stats) - 1)
+        stats = np.concatenate(self._stats[first:])[: len(self) - first * CHUNK]
+        meta = np.concatenate(self._meta[first:])[: len(self) - first * CHUNK]
+        skip -= first * CHUNK
         return stats[skip:], meta[skip:]
 
     def frame(self, leading, extra=None, start=0):

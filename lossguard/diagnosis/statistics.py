@@ -213,12 +213,7 @@ def _token_weights(sample_weight, mask, p, rows):
         else:
             w = _broadcast_rows(w, p, rows)
     if mask is not None:
-        m = _f32(ops.convert_to_tensor(mask))
-        m = _select(
-            _equal(_size(m), rows),
-            lambda: ops.reshape(m, (-1,)),
-            lambda: ops.ones((rows,), "float32"),
-        )
+        m, _ = _fit_rows(_f32(ops.convert_to_tensor(mask)), rows, fill=1.0)
         w = m if w is None else w * m
     return w, raw
 
@@ -282,10 +277,10 @@ def is_keras_softmax(y_pred) -> bool:
     )
 
 
-def _fit_rows(x, rows, width=None):
+def _fit_rows(x, rows, width=None, fill=0.0):
     """`x` as `(rows,)` (or `(rows, width)`) and whether its size fits.
 
-    Where it does not fit on a batch, the view is zeros and `fits` is False
+    Where it does not fit on a batch, the view is `fill` and `fits` is False
     (a Python bool when the shapes are known while tracing, else a tensor).
     """
     total = rows if width is None else rows * width
@@ -293,7 +288,7 @@ def _fit_rows(x, rows, width=None):
     shape = (-1,) if width is None else (-1, width)
     empty = (rows,) if width is None else (rows, width)
     view = _select(
-        fits, lambda: ops.reshape(x, shape), lambda: ops.zeros(empty, x.dtype)
+        fits, lambda: ops.reshape(x, shape), lambda: ops.full(empty, fill, x.dtype)
     )
     return view, fits
 
