@@ -13,6 +13,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from lossguard.callbacks import state
 from lossguard.callbacks.base import FindingsCallback
 from lossguard.callbacks.history import History
 from lossguard.diagnosis.collect import BatchCollector, call_compute_loss
@@ -214,24 +215,23 @@ class LossSanityCallback(FindingsCallback):
         self._start(fit=False)  # model.evaluate(..., callbacks=[cb])
 
     def _start(self, fit):
-        model = self.model
+        model = self._watched
         key = _compile_key(model)
-        unsupported = _unsupported_backend()
         reuse = self._graph is not None and self._graph["key"] == key
         if not reuse:
-            self._build(model, key, variables=unsupported is None)
+            self._build(model, key)
         self._epoch = 0 if fit else None
         self._in_fit = fit
         self._steps = {"train": 0, "validation": 0}
         self._pending = 0
         self._running = {"train": [], "validation": []}  # Keras' loss per hook
+        self._logs = {"train": {}, "validation": {}}  # the last hook's logs
         self._blind = {}
         self._every = 1 if self.check_every == "auto" else self.check_every
         self._last_read = None
         self._active = True
-        if unsupported is None:
-            self._install()
-        else:
+        unsupported = self._install()
+        if unsupported is not None:
             self._unsupported(unsupported)
         self._checked_specs = None
         self._check_start()
@@ -248,7 +248,7 @@ class LossSanityCallback(FindingsCallback):
             stacklevel=4,
         )
 
-    def _build(self, model, key, variables=True):
+    def _build(self, model, key):
         """The collector, the buffer and the instrumented step functions."""
         self._collector = BatchCollector(model, output_specs(model))
         spe = int(getattr(model, "steps_per_execution", 1) or 1)
@@ -256,24 +256,9 @@ class LossSanityCallback(FindingsCallback):
         width = len(self._collector.keys) + len(_HEADER)
         self._make_store()
         self._graph = {"key": key}
-        if not variables:
-            return
         # Under tf.distribute: mirrored, and only the first replica's write
         # counts (every replica holds the same, global-batch row).
-        with _strategy_scope(model):
-            self._buffer = keras.Variable(
-                np.full((self._capacity, width), np.nan, "float32"),
-                trainable=False,
-                name="lossguard_batch_stats",
-                aggregation="only_first_replica",
-            )
-            self._counter = keras.Variable(
-                0,
-                dtype="int32",
-                trainable=False,
-                name="lossguard_steps",
-                aggregation="only_first_replica",
-            )
+        self._buffer, self._counter = state.create(model, self._capacity, width)
         self._seen = 0
         self._trace_error = None
         self._skip_logged = False
@@ -300,13 +285,21 @@ class LossSanityCallback(FindingsCallback):
         if self._checked_specs is self.specs:
             return
         self._checked_specs = self.specs
-        start = check_start(self.model, self.specs)
+        start = check_start(self._watched, self.specs)
         self._start_codes = frozenset(f.code for f in start)
         for finding in start:
             self._add(finding)
 
     def _install(self):
-        model = self.model
+        """Wrap compute_loss and the step functions; why it cannot, or None."""
+        model = self._watched
+        self._host = state.attach(model, self._buffer, self._counter)
+        if self._host is None and state.needs_carried_state():
+            return (
+                "its train step is a pure function of the state Keras carries, "
+                "and this model has no compiled loss tracker to carry "
+                "lossguard's statistics in"
+            )
         had_own = "compute_loss" in vars(model)
         self._restore = (had_own, vars(model).get("compute_loss"))
         original = model.compute_loss
@@ -327,6 +320,7 @@ class LossSanityCallback(FindingsCallback):
                 self._graph[phase] = self._explained(getattr(model, name))
             setattr(model, name, self._graph[phase])
         self._installed = True
+        return None
 
     def _explained(self, inner):
         """The step function, explaining a crash before it reaches the user."""
@@ -344,7 +338,7 @@ class LossSanityCallback(FindingsCallback):
     def _uninstall(self):
         if not self._installed:
             return
-        model = self.model
+        model = self._watched
         had_own, previous = self._restore
         if had_own:
             model.compute_loss = previous
@@ -354,6 +348,8 @@ class LossSanityCallback(FindingsCallback):
         # instrumented ones stay cached here for this callback's next fit.
         model.train_function = None
         model.test_function = None
+        if self._host is not None:
+            self._host.unbind()
         self._installed = False
 
     def _record_in_graph(self, x, y, y_pred, sample_weight, loss, training):
@@ -379,26 +375,34 @@ class LossSanityCallback(FindingsCallback):
         step = ops.cast(self._counter + 1, "float32")
         phase = ops.convert_to_tensor(0.0 if training else 1.0)
         row = ops.concatenate([ops.stack([step, phase]), packed])
-        index = ops.expand_dims(ops.expand_dims(self._counter % self._capacity, 0), 0)
-        value = getattr(self._buffer, "value", None)
-        if _in_place(value):  # TensorFlow, one replica: write the row only
-            value.scatter_nd_update(index, ops.expand_dims(row, 0))
-        else:
-            self._buffer.assign(
-                ops.scatter_update(self._buffer, index, ops.expand_dims(row, 0))
-            )
-        self._counter.assign_add(1)
+        state.write_row(self._buffer, self._counter, row, self._capacity)
 
     # ------------------------------------------------------------- hooks
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
         self._steps["train"] = 0
 
+    def on_train_batch_begin(self, batch, logs=None):
+        self._batch_begin("train")
+
+    def on_test_batch_begin(self, batch, logs=None):
+        self._batch_begin("validation")
+
     def on_train_batch_end(self, batch, logs=None):
         self._batch_end(batch, logs, "train")
 
     def on_test_batch_end(self, batch, logs=None):
         self._batch_end(batch, logs, "validation")
+
+    def _batch_begin(self, phase):
+        """Where the state is carried (JAX), a due block is read here: the
+        begin hooks run on the main thread, between steps, so syncing the
+        state cannot race the loop (the end hooks may run in a thread)."""
+        if not state.needs_carried_state():
+            return
+        with self._lock:
+            if self._installed and self._pending >= self._every:
+                self._read(self._logs[phase], phase)
 
     def _batch_end(self, batch, logs, phase):
         """Count the step(s); read the buffer when a block is due."""
@@ -408,9 +412,10 @@ class LossSanityCallback(FindingsCallback):
                 return
             if not self._installed:
                 return
-            self._pending += int(getattr(self.model, "steps_per_execution", 1) or 1)
+            self._pending += int(getattr(self._watched, "steps_per_execution", 1) or 1)
             self._running[phase].append(_scalar(logs, "loss"))
-            if self._pending >= self._every:
+            self._logs[phase] = logs or {}
+            if self._pending >= self._every and not state.needs_carried_state():
                 self._read(logs, phase)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -442,7 +447,8 @@ class LossSanityCallback(FindingsCallback):
         """Record, as one block, the rows written since the last read."""
         if not self._installed or (self._pending == 0 and logs is not None):
             return
-        buffer = self._buffer.numpy()
+        state.sync(self._watched)
+        buffer = keras.ops.convert_to_numpy(self._buffer)
         steps = buffer[:, 0]
         fresh = np.flatnonzero(steps > self._seen)
         pending, self._pending = self._pending, 0
@@ -504,7 +510,7 @@ class LossSanityCallback(FindingsCallback):
         (every row, unless steps_per_execution > 1)."""
         column = np.full(n, np.nan, "float32")
         seen, self._running[phase] = self._running[phase], []
-        spe = int(getattr(self.model, "steps_per_execution", 1) or 1)
+        spe = int(getattr(self._watched, "steps_per_execution", 1) or 1)
         for j, value in enumerate(seen[-(n // spe or 1) :]):
             at = min(n - 1, spe * (j + 1) - 1)
             column[at] = value
@@ -541,7 +547,7 @@ class LossSanityCallback(FindingsCallback):
 
     def _tensorboard(self):
         """The summary writer (chief only), created on first use."""
-        if self.tensorboard_dir is None or not _is_chief(self.model):
+        if self.tensorboard_dir is None or not state.is_chief(self._watched):
             return None
         if self._writer is None:
             import tensorflow as tf
@@ -584,7 +590,7 @@ class LossSanityCallback(FindingsCallback):
             )
         elif self._custom_step[step]:
             reason = (
-                f"{type(self.model).__name__} overrides {step}_step and "
+                f"{type(self._watched).__name__} overrides {step}_step and "
                 "does not call compute_loss"
             )
         else:
@@ -617,7 +623,10 @@ class LossSanityCallback(FindingsCallback):
 
     def _on_crash(self, error):
         with self._lock:
-            self._read(None, "train")
+            try:
+                self._read(None, "train")
+            except Exception:  # noqa: BLE001 - the step's state may be gone
+                logger.debug("lossguard could not read the last rows", exc_info=True)
             self._flush()
             self._uninstall()
             self._close_writer()  # on_train_end will not come
@@ -636,7 +645,7 @@ class LossSanityCallback(FindingsCallback):
         total = self._store.total
         if self._flushed == total:
             return
-        if not _is_chief(self.model):
+        if not state.is_chief(self._watched):
             self._flushed = total  # the chief writes the log
             return
         if self.log_path.endswith(".parquet"):
@@ -650,31 +659,6 @@ class LossSanityCallback(FindingsCallback):
             )
         self._flushed = total
         self._store.trim(self._flushed)
-
-
-def _unsupported_backend():
-    """Why the train step cannot be watched on this backend, or None.
-
-    JAX's train step is a pure function of the state Keras carries
-    (trainable, non-trainable, optimizer and metric variables); a buffer
-    variable the callback assigns inside it does not come out of it.
-    """
-    if keras.backend.backend() == "jax":
-        return (
-            "JAX's train step is a pure function of the state Keras carries, and "
-            "lossguard's statistics buffer is not part of it yet"
-        )
-    return None
-
-
-def _in_place(variable) -> bool:
-    """A plain tf.Variable outside tf.distribute: it can update one row in
-    place (a functional scatter copies the whole buffer every step)."""
-    if keras.backend.backend() != "tensorflow" or variable is None:
-        return False
-    import tensorflow as tf
-
-    return isinstance(variable, tf.Variable) and not tf.distribute.has_strategy()
 
 
 def _at(finding, epoch, step, phase):
@@ -692,31 +676,6 @@ def _compile_key(model):
         getattr(model, "steps_per_execution", 1),
         getattr(model, "jit_compile", None),
     )
-
-
-def _is_chief(model) -> bool:
-    """False only on a non-chief worker of a multi-worker strategy."""
-    strategy = getattr(model, "distribute_strategy", None)
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None:
-        return True
-    cluster = resolver.cluster_spec().as_dict()
-    if not cluster or resolver.task_type in (None, "chief"):
-        return True
-    return (
-        resolver.task_type == "worker"
-        and resolver.task_id == 0
-        and ("chief" not in cluster)
-    )
-
-
-def _strategy_scope(model):
-    import contextlib
-
-    strategy = getattr(model, "distribute_strategy", None)
-    if strategy is None or keras.backend.backend() != "tensorflow":
-        return contextlib.nullcontext()
-    return strategy.scope()
 
 
 def _end_of_data(error) -> bool:

@@ -130,7 +130,7 @@ def _model(resolver):
 
 
 def test_only_the_chief_writes():
-    from lossguard.callbacks.loss_sanity import _is_chief
+    from lossguard.callbacks.state import is_chief as _is_chief
 
     workers = {"worker": ["localhost:1", "localhost:2"]}
     assert _is_chief(_model(None))  # one process
