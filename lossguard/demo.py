@@ -92,8 +92,12 @@ def run(out_dir="lossguard-demo", epochs=4, echo=print):
         callbacks=[watch],
     )
     h = watch.history
+    first = watch.findings[0] if watch.findings else None
+    where = (
+        "" if first is None else f" (found at epoch {first.epoch}, step {first.step})"
+    )
     echo(
-        f"   trained {len(h)} batch(es) and stopped at the first impossible one: "
+        f"   stopped after {len(h)} batch(es){where}: last "
         f"batch loss {h.loss.iloc[-1]:.4f}, Keras' running mean "
         f"{h.running_loss.iloc[-1]:.4f}.\n"
     )

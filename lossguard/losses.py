@@ -23,6 +23,8 @@ import math
 import keras
 from keras import ops
 
+from lossguard.keras_compat import get_mask, set_mask
+
 __all__ = [
     "BoundedCategoricalCrossentropy",
     "BoundedSparseCategoricalCrossentropy",
@@ -221,8 +223,7 @@ def _mask_ignored(per_token, valid):
     if valid is None:
         return per_token
     per_token = ops.where(valid, per_token, 0.0)
-    per_token._keras_mask = valid
-    return per_token
+    return set_mask(per_token, valid)
 
 
 def _check_axis_last(axis):
@@ -443,7 +444,7 @@ def clipped_sparse_categorical_crossentropy(
         y_true, y_pred, from_logits, ignore_class, axis, epsilon=eps
     )
     clipped = ops.clip(raw, min_loss, max_loss)
-    return _mask_ignored(clipped, getattr(raw, "_keras_mask", None))
+    return _mask_ignored(clipped, get_mask(raw))
 
 
 # --------------------------------------------------------------------------
@@ -688,7 +689,7 @@ class _ClippedCounter:
             else hi
         )
         outside = ops.logical_or(ops.less(raw, lo), ops.greater(raw, hi))
-        valid = getattr(raw, "_keras_mask", None)
+        valid = get_mask(raw)
         if valid is not None:
             outside = ops.logical_and(outside, valid)
             n = ops.sum(ops.cast(valid, "float32"))
@@ -834,7 +835,7 @@ class ClippedSparseCategoricalCrossentropy(_ClippedCounter, _CrossentropyLoss):
             k["axis"],
             epsilon=k["epsilon"],
         )
-        valid = getattr(raw, "_keras_mask", None)
+        valid = get_mask(raw)
         return _mask_ignored(self._count(raw), valid)
 
 

@@ -257,7 +257,7 @@ def tiny_seq2seq(fault=None, *, n=64, seed=0, glove=None):
             `FAULTS`). `EMBEDDING_DRIFT` gives a fine-tuned embedding and a
             high learning rate: fit it with `EmbeddingDriftMonitor` to see it.
         n: Number of sentences.
-        seed: Seeds Keras' weights and the data.
+        seed: Seeds the weights (the same on every backend) and the data.
         glove: The `GloveVectors` (default: the bundled subset).
 
     Returns:
@@ -339,12 +339,32 @@ def _build(setup):
         name="next",
     )
     model = keras.Model([enc_in, dec_in], dense(seq), name="tiny_seq2seq")
+    _same_on_every_backend(model, setup.seed)
     if setup.saturate:
         signs = np.sign(
             np.random.default_rng(setup.seed).normal(size=dense.kernel.shape)
         )
         dense.kernel.assign(3000.0 * signs)  # logits beyond float16's range
     return model
+
+
+def _same_on_every_backend(model, seed):
+    """Glorot-uniform kernels drawn with NumPy: each Keras backend's random
+    initialisers draw other numbers from the same seed, and the tiny task
+    should train the same everywhere. Biases keep Keras' constant starts;
+    the GloVe embeddings are what they are."""
+    import keras
+
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Embedding):
+            continue
+        for weight in layer.weights:
+            if len(weight.shape) < 2:
+                continue
+            fan_in, fan_out = weight.shape[-2], weight.shape[-1]
+            limit = float(np.sqrt(6.0 / (fan_in + fan_out)))
+            weight.assign(rng.uniform(-limit, limit, weight.shape).astype("float32"))
 
 
 #: The codes `tiny_seq2seq` can inject, in the registry's order.

@@ -15,3 +15,23 @@ settings.load_profile("lossguard")
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+#: Keras' backend for this process (it picks one at import).
+BACKEND = os.environ.get("KERAS_BACKEND", "tensorflow")
+
+
+def pytest_report_header(config):
+    return f"keras backend: {BACKEND}"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under another backend than TensorFlow only the tests marked `backends`
+    run (the rest use TensorFlow itself: tf.data, tf.distribute, graphs)."""
+    if BACKEND == "tensorflow":
+        return
+    keep = [item for item in items if item.get_closest_marker("backends")]
+    dropped = [item for item in items if not item.get_closest_marker("backends")]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep

@@ -46,3 +46,32 @@ def classifier(units=3, activation="softmax", features=4, hidden="relu"):
     inp = keras.Input((features,))
     h = keras.layers.Dense(8, activation=hidden)(inp)
     return keras.Model(inp, keras.layers.Dense(units, activation=activation)(h))
+
+
+def value_and_grad(fn, x):
+    """`fn(x)` and the gradient of its sum with respect to `x`, as NumPy
+    arrays, with the autodiff of whichever backend Keras runs on."""
+    backend = keras.backend.backend()
+    x = np.asarray(x, "float32")
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        var = tf.Variable(x)
+        with tf.GradientTape() as tape:
+            value = fn(var)
+            total = tf.reduce_sum(value)
+        return np.asarray(value), tape.gradient(total, var).numpy()
+    if backend == "jax":
+        import jax
+
+        value = fn(x)
+        grad = jax.grad(lambda v: keras.ops.sum(fn(v)))(x)
+        return np.asarray(value), np.asarray(grad)
+    if backend == "torch":
+        import torch
+
+        var = torch.tensor(x, requires_grad=True)
+        value = fn(var)
+        value.sum().backward()
+        return value.detach().cpu().numpy(), var.grad.cpu().numpy()
+    raise NotImplementedError(f"no autodiff helper for the {backend} backend")

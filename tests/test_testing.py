@@ -5,6 +5,8 @@ import pytest
 import lossguard
 from lossguard.testing import FAULTS, tiny_seq2seq
 
+pytestmark = pytest.mark.backends  # the fixtures' model, on every backend
+
 
 def test_healthy_tiny_seq2seq_trains_quietly():
     model, x, y = tiny_seq2seq()

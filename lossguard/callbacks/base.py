@@ -49,7 +49,7 @@ class FindingsCallback(keras.callbacks.Callback):
         # On JAX, `self.model` writes the whole training state back to the
         # variables on every access (Keras does so for checkpointing
         # callbacks): the hooks use this reference, which never syncs.
-        self._watched = model
+        self._keras_model = model
 
     @property
     def report(self) -> Report:
@@ -69,7 +69,7 @@ class FindingsCallback(keras.callbacks.Callback):
         if self.action in ("warn", "stop") and rank <= self._warn_bar:
             warnings.warn(str(finding), LossSanityWarning, stacklevel=stacklevel)
         if self.action == "stop" and rank <= self._act_bar:
-            self._watched.stop_training = True
+            self._keras_model.stop_training = True
         elif self.action == "raise" and rank <= self._act_bar:
             self._before_raise()
             raise LossSanityError(self.report)

@@ -38,8 +38,9 @@ LEADING_COLUMNS = (
     "running_loss",
     *MODEL_COLUMNS,
 )
-#: Each buffer row starts with the step's number and its phase.
-_HEADER = ("step", "phase")
+#: Each buffer row starts with the step's number, its phase and, where the
+#: batch hooks lag the steps (JAX), Keras' running loss after the step.
+_HEADER = ("step", "phase", "running")
 _PHASES = ("train", "validation")
 #: With check_every="auto", the buffer is read about this often (seconds of
 #: training): the most `action="raise"`/`"stop"` can lag behind a bad batch.
@@ -211,11 +212,12 @@ class LossSanityCallback(FindingsCallback):
     def on_test_begin(self, logs=None):
         if self._active:  # validation inside fit
             self._steps["validation"] = 0
+            self._open = None
             return
         self._start(fit=False)  # model.evaluate(..., callbacks=[cb])
 
     def _start(self, fit):
-        model = self._watched
+        model = self._keras_model
         key = _compile_key(model)
         reuse = self._graph is not None and self._graph["key"] == key
         if not reuse:
@@ -224,6 +226,12 @@ class LossSanityCallback(FindingsCallback):
         self._in_fit = fit
         self._steps = {"train": 0, "validation": 0}
         self._pending = 0
+        self._unread = 0  # JAX: steps begun since the last read
+        self._open = None  # JAX: the phase whose step the last begin hook opened
+        # The step number the hooks so far account for: a read takes rows up
+        # to it (on JAX and PyTorch the next step may already have written
+        # its row when a hook runs in a thread; that row waits for its hook).
+        self._expected = self._seen
         self._running = {"train": [], "validation": []}  # Keras' loss per hook
         self._logs = {"train": {}, "validation": {}}  # the last hook's logs
         self._blind = {}
@@ -285,14 +293,14 @@ class LossSanityCallback(FindingsCallback):
         if self._checked_specs is self.specs:
             return
         self._checked_specs = self.specs
-        start = check_start(self._watched, self.specs)
+        start = check_start(self._keras_model, self.specs)
         self._start_codes = frozenset(f.code for f in start)
         for finding in start:
             self._add(finding)
 
     def _install(self):
         """Wrap compute_loss and the step functions; why it cannot, or None."""
-        model = self._watched
+        model = self._keras_model
         self._host = state.attach(model, self._buffer, self._counter)
         if self._host is None and state.needs_carried_state():
             return (
@@ -338,7 +346,7 @@ class LossSanityCallback(FindingsCallback):
     def _uninstall(self):
         if not self._installed:
             return
-        model = self._watched
+        model = self._keras_model
         had_own, previous = self._restore
         if had_own:
             model.compute_loss = previous
@@ -374,13 +382,36 @@ class LossSanityCallback(FindingsCallback):
             return
         step = ops.cast(self._counter + 1, "float32")
         phase = ops.convert_to_tensor(0.0 if training else 1.0)
-        row = ops.concatenate([ops.stack([step, phase]), packed])
+        running = self._running_in_graph(x, loss)
+        row = ops.concatenate([ops.stack([step, phase, running]), packed])
         state.write_row(self._buffer, self._counter, row, self._capacity)
+
+    def _running_in_graph(self, x, loss):
+        """Keras' running-mean loss after this step, from its loss tracker
+        (the hooks that carry it run late on JAX); NaN elsewhere, where the
+        batch hooks report it."""
+        nan = ops.convert_to_tensor(float("nan"))
+        tracker = state.loss_tracker(self._keras_model)
+        total = getattr(tracker, "total", None)
+        count = getattr(tracker, "count", None)
+        inputs = keras.tree.flatten(x) if x is not None else []
+        if not state.needs_carried_state() or total is None or not inputs:
+            return nan
+        try:  # Keras weighs each step's loss by its batch size
+            n = ops.cast(ops.shape(inputs[0])[0], "float32")
+            loss = ops.cast(loss, "float32")
+            mean = (ops.cast(total, "float32") + loss * n) / (
+                ops.cast(count, "float32") + n
+            )
+            return ops.cast(mean, "float32")
+        except Exception:  # noqa: BLE001 - a statistic, never the step
+            return nan
 
     # ------------------------------------------------------------- hooks
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
         self._steps["train"] = 0
+        self._open = None
 
     def on_train_batch_begin(self, batch, logs=None):
         self._batch_begin("train")
@@ -396,13 +427,23 @@ class LossSanityCallback(FindingsCallback):
 
     def _batch_begin(self, phase):
         """Where the state is carried (JAX), a due block is read here: the
-        begin hooks run on the main thread, between steps, so syncing the
-        state cannot race the loop (the end hooks may run in a thread)."""
+        begin hooks run on the loop's thread, between steps, so syncing the
+        state cannot race it; the end hooks run in a thread and lag the
+        steps (Keras dispatches them asynchronously), so the steps are
+        counted here too."""
         if not state.needs_carried_state():
             return
         with self._lock:
-            if self._installed and self._pending >= self._every:
-                self._read(self._logs[phase], phase)
+            if not self._installed or phase in self._blind:
+                return
+            if self._open == phase:  # the previous begin's step has run
+                self._unread += int(
+                    getattr(self._keras_model, "steps_per_execution", 1) or 1
+                )
+            self._open = phase
+            if self._unread >= self._every:
+                pending, self._unread = self._unread, 0
+                self._read(self._logs[phase] or {}, phase, pending=pending)
 
     def _batch_end(self, batch, logs, phase):
         """Count the step(s); read the buffer when a block is due."""
@@ -412,10 +453,14 @@ class LossSanityCallback(FindingsCallback):
                 return
             if not self._installed:
                 return
-            self._pending += int(getattr(self._watched, "steps_per_execution", 1) or 1)
-            self._running[phase].append(_scalar(logs, "loss"))
+            steps = int(getattr(self._keras_model, "steps_per_execution", 1) or 1)
+            self._pending += steps
+            self._expected += steps
             self._logs[phase] = logs or {}
-            if self._pending >= self._every and not state.needs_carried_state():
+            if state.needs_carried_state():
+                return  # read at the next begin hook, with the running loss
+            self._running[phase].append(_scalar(logs, "loss"))
+            if self._pending >= self._every:
                 self._read(logs, phase)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -443,15 +488,27 @@ class LossSanityCallback(FindingsCallback):
         self._active = False
 
     # ------------------------------------------------------------ reading
-    def _read(self, logs, phase):
-        """Record, as one block, the rows written since the last read."""
-        if not self._installed or (self._pending == 0 and logs is not None):
+    def _read(self, logs, phase, pending=None):
+        """Record, as one block, the rows written since the last read.
+
+        `logs` is None at the end of a phase (every row is taken); in the
+        middle of one, the rows up to the steps the hooks accounted for, or
+        every row where the read counted the steps itself (`pending`).
+        """
+        carried = pending is not None
+        if pending is None:
+            pending, self._pending = self._pending, 0
+        if logs is None:
+            self._unread = 0
+        if not self._installed or (pending == 0 and logs is not None):
             return
-        state.sync(self._watched)
+        state.sync(self._keras_model)
         buffer = keras.ops.convert_to_numpy(self._buffer)
         steps = buffer[:, 0]
-        fresh = np.flatnonzero(steps > self._seen)
-        pending, self._pending = self._pending, 0
+        due = steps > self._seen
+        if logs is not None and not carried:  # a block in the middle of a phase
+            due &= steps <= self._expected
+        fresh = np.flatnonzero(due)
         if fresh.size == 0:
             if pending and logs is not None:
                 self._go_blind(phase, logs)
@@ -466,6 +523,7 @@ class LossSanityCallback(FindingsCallback):
                 self._capacity,
             )
         self._seen = int(steps[fresh[-1]])
+        self._expected = max(self._expected, self._seen)
         self._check_start()
         self._record_block(buffer[fresh])
         self._adapt(len(fresh))
@@ -494,7 +552,11 @@ class LossSanityCallback(FindingsCallback):
             n = len(rows)
             steps = self._steps[phase] + np.arange(n)
             self._steps[phase] += n
-            running_col = self._running_column(phase, n)
+            running_col = (
+                block[phases == code, 2]
+                if state.needs_carried_state()
+                else self._running_column(phase, n)
+            )
             before = self._train_rows
             global_steps = (
                 before + np.arange(n) if phase == "train" else np.full(n, before)
@@ -510,7 +572,7 @@ class LossSanityCallback(FindingsCallback):
         (every row, unless steps_per_execution > 1)."""
         column = np.full(n, np.nan, "float32")
         seen, self._running[phase] = self._running[phase], []
-        spe = int(getattr(self._watched, "steps_per_execution", 1) or 1)
+        spe = int(getattr(self._keras_model, "steps_per_execution", 1) or 1)
         for j, value in enumerate(seen[-(n // spe or 1) :]):
             at = min(n - 1, spe * (j + 1) - 1)
             column[at] = value
@@ -547,7 +609,7 @@ class LossSanityCallback(FindingsCallback):
 
     def _tensorboard(self):
         """The summary writer (chief only), created on first use."""
-        if self.tensorboard_dir is None or not state.is_chief(self._watched):
+        if self.tensorboard_dir is None or not state.is_chief(self._keras_model):
             return None
         if self._writer is None:
             import tensorflow as tf
@@ -590,7 +652,7 @@ class LossSanityCallback(FindingsCallback):
             )
         elif self._custom_step[step]:
             reason = (
-                f"{type(self._watched).__name__} overrides {step}_step and "
+                f"{type(self._keras_model).__name__} overrides {step}_step and "
                 "does not call compute_loss"
             )
         else:
@@ -645,7 +707,7 @@ class LossSanityCallback(FindingsCallback):
         total = self._store.total
         if self._flushed == total:
             return
-        if not state.is_chief(self._watched):
+        if not state.is_chief(self._keras_model):
             self._flushed = total  # the chief writes the log
             return
         if self.log_path.endswith(".parquet"):

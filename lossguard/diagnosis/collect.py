@@ -24,6 +24,7 @@ from lossguard.diagnosis.statistics import (
     output_statistics,
     stat_of,
 )
+from lossguard.keras_compat import layer_losses
 
 logger = logging.getLogger("lossguard")
 
@@ -233,7 +234,8 @@ class BatchCollector:
         self.refine(y_pred)
         stats = dict.fromkeys(self.keys, ops.convert_to_tensor(NAN))
         replicas = replicas_in_sync()
-        terms = [ops.cast(ops.sum(t), "float32") for t in self.model.losses]
+        model_losses = list(self.model.losses)
+        terms = [ops.cast(ops.sum(t), "float32") for t in model_losses]
         aux = ops.sum(ops.stack(terms)) if terms else ops.convert_to_tensor(0.0)
         stats["aux_loss"] = aux
         stats["aux_nonfinite"] = ops.cast(ops.logical_not(ops.isfinite(aux)), "float32")
@@ -244,7 +246,10 @@ class BatchCollector:
         stats["x_nonfinite"] = _nonfinite_inputs(x)
         attributed = ops.convert_to_tensor(0.0)
         for layer in self.aux_layers:
-            own = [ops.cast(ops.sum(t), "float32") for t in layer.losses]
+            own = [
+                ops.cast(ops.sum(t), "float32")
+                for t in layer_losses(layer, model_losses)
+            ]
             value = ops.sum(ops.stack(own)) if own else ops.convert_to_tensor(0.0)
             stats[AUX_TERM.name + layer.name] = value
             attributed = attributed + value
@@ -270,7 +275,7 @@ class BatchCollector:
                 stats[prefix + "loss_weight"] = ops.convert_to_tensor(
                     spec.loss_weight, "float32"
                 )
-            softmax = is_keras_softmax(yp)
+            softmax = is_keras_softmax(yp, spec.activation)
             full = predictions == "all" or not softmax
             if not full:
                 self.skipped.append(spec.name)

@@ -1,4 +1,4 @@
-"""Errors TensorFlow raises instead of returning a loss, read for their numbers.
+"""Errors a backend raises instead of returning a loss, read for their numbers.
 
 The fault checks of the `crash` stage (`lossguard.diagnosis.faults`) explain
 such an error as a finding; `weight_mask_crash` explains one Keras limitation
@@ -11,10 +11,10 @@ import re
 
 
 def error_detail(error) -> str:
-    """The line of a TensorFlow error that carries the numbers."""
+    """The line of a TensorFlow or PyTorch error that carries the numbers."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     for line in lines:
-        if "label value" in line or "not in [0" in line:
+        if "label value" in line or "not in [0" in line or "out of bounds" in line:
             return line[:300]
     return lines[0][:300] if lines else type(error).__name__
 

@@ -117,6 +117,8 @@ def _activation_name(layer) -> str | None:
     if inner is not None and not hasattr(layer, "activation"):
         return _activation_name(inner)
     cls = type(layer).__name__.lower()
+    if cls == "softmax" and getattr(layer, "axis", -1) not in (-1, [-1], (-1,)):
+        return f"softmax(axis={layer.axis})"  # not over the classes
     if cls in ("softmax", "sigmoid"):
         return cls
     act = getattr(layer, "activation", None)

@@ -21,6 +21,7 @@ import keras
 from keras import ops
 
 from lossguard.diagnosis.specs import OutputSpec
+from lossguard.keras_compat import get_mask
 
 NAN = float("nan")
 
@@ -260,12 +261,17 @@ def _labels_for(y_true, y_pred, spec):
     return y_true
 
 
-def is_keras_softmax(y_pred) -> bool:
-    """True for a float32 tensor made by a Keras softmax (it carries its logits).
+def is_keras_softmax(y_pred, activation=None) -> bool:
+    """True for a float32 tensor made by a Keras softmax over its last axis.
 
     Such a tensor is a probability distribution by construction: every entry
-    in [0, 1], rows summing to 1 within float32 rounding.
+    in [0, 1], rows summing to 1 within float32 rounding. Known on every
+    backend from the output layer's `activation` ("softmax"); on TensorFlow
+    also from the graph (the tensor carries its logits, made by a Softmax op).
     """
+    float32 = keras.backend.standardize_dtype(y_pred.dtype) == "float32"
+    if activation == "softmax" and float32:
+        return True
     if getattr(y_pred, "_keras_logits", None) is None:  # softmax or sigmoid
         return False
     try:
@@ -341,7 +347,7 @@ def output_statistics(
     """
     spec = spec or OutputSpec(name="output", loss_name="?", kind="categorical")
     if mask is None:
-        mask = getattr(y_pred, "_keras_mask", None)
+        mask = get_mask(y_pred)
     y_pred = ops.convert_to_tensor(y_pred)
     y_true = _labels_for(y_true, y_pred, spec)
     half = keras.backend.standardize_dtype(y_pred.dtype) in _HALF

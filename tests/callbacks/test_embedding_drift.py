@@ -9,6 +9,8 @@ import lossguard
 from lossguard.glove import EmbeddingDriftMonitor, bundled_glove, glove_embedding
 from tests.diagnosis.test_embeddings import token_ids, tokens_model
 
+pytestmark = pytest.mark.backends
+
 
 @pytest.fixture(scope="module")
 def glove():

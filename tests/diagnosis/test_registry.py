@@ -30,6 +30,7 @@ def test_every_code_has_an_injector_and_a_check():
     assert [c.value for c in lossguard.Code] == list(FAULTS)
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize("code", [c for c in FAULTS if c not in AFTER_TRAINING])
 def test_each_injected_code_is_found_with_its_severity(code):
     model, x, y = tiny_seq2seq(code, n=32)
@@ -41,6 +42,7 @@ def test_each_injected_code_is_found_with_its_severity(code):
     assert str(finding).endswith(f"More: docs/faults.md#{code.lower()}")
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize("code", AFTER_TRAINING)
 def test_codes_seen_after_training_are_found_in_fit(code):
     model, x, y = tiny_seq2seq(code)

@@ -5,6 +5,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from lossguard.diagnosis.registry import FAULTS as REGISTRY
 from lossguard.testing import FAULTS
 
@@ -47,6 +49,7 @@ def test_loading_the_plugin_imports_no_tensorflow(tmp_path):
     assert "TF False False" in out
 
 
+@pytest.mark.backends
 def test_each_injected_fault_fails_with_its_code(pytester):
     pytester.makepyfile(
         test_downstream=f"""

@@ -9,6 +9,9 @@ statistics of one output on one batch (`lossguard.diagnosis.statistics`).
 from __future__ import annotations
 
 import math
+import re
+
+import keras
 
 from lossguard.diagnosis.crashes import error_detail
 from lossguard.diagnosis.faults.format import num, of_output, pct
@@ -197,22 +200,32 @@ def labels_out_of_range(s, g, spec, single):
 def sparse_label_crash(error, specs, epoch=None, step=None):
     """A sparse label outside [0, K) aborts the step on CPU: explain it.
 
-    Only an error raised inside the loss counts: an Embedding input id out of
-    range fails with the same "not in [0, K)" wording, but in the model.
+    TensorFlow says "Received a label value of 45 which is outside the valid
+    range of [0, 42)"; PyTorch's `nll_loss` says "Target 45 is out of
+    bounds". Only an error raised inside the loss counts: an Embedding input
+    id out of range fails with "not in [0, K)" (TensorFlow) or "index out of
+    range in self" (PyTorch), in the model. JAX does not stop: its gathers
+    clamp, and the batch statistics show the label instead.
     """
     sparse = [s for s in specs if s.kind == "sparse"]
     detail = error_detail(error)
     nodes = [line for line in str(error).splitlines() if "node" in line]
-    in_loss = "label value" in detail or any(
-        "compile_loss" in line or "crossentropy" in line for line in nodes
+    torch_target = re.search(r"Target -?\d+ is out of bounds", detail) is not None
+    in_loss = (
+        "label value" in detail
+        or torch_target
+        or any("compile_loss" in line or "crossentropy" in line for line in nodes)
     )
-    if not sparse or "[0" not in detail or not in_loss:
+    if not sparse or not ("[0" in detail or torch_target) or not in_loss:
         return None
     spec = sparse[0]
     k = spec.units
     why, fix = _sparse_ids(k)
+    backend = {"torch": "PyTorch", "tensorflow": "TensorFlow"}.get(
+        keras.backend.backend(), keras.backend.backend()
+    )
     return LABELS_OUT_OF_RANGE.finding(
-        f"A sparse label of output '{spec.name}' is outside [0, {k}); TensorFlow "
+        f"A sparse label of output '{spec.name}' is outside [0, {k}); {backend} "
         f"stopped the step: {detail}",
         why,
         fix,

@@ -1,0 +1,110 @@
+"""Every catalogued fault injected into the tiny GloVe seq2seq, trained with
+the callback: what was found, normalised so backends can be compared.
+
+Imported by the tests on the backend they run on, and run as a script
+(`KERAS_BACKEND=jax python tests/backends/scenario.py`) to print the same
+result as JSON for another backend.
+"""
+
+import json
+import math
+import warnings
+
+import keras
+import numpy as np
+
+import lossguard
+from lossguard.testing import FAULTS, tiny_seq2seq
+
+#: Faults only trained weights show: fit long enough for them, with the monitor.
+AFTER_TRAINING = ("EMBEDDING_DRIFT",)
+HEALTHY = "healthy"
+
+
+def run(code):
+    """Fit the tiny seq2seq with `code` injected (or none, for HEALTHY)."""
+    model, x, y = tiny_seq2seq(None if code == HEALTHY else code)
+    watch = lossguard.LossSanityCallback(action="record", check_every=1)
+    callbacks = [watch]
+    epochs = 1
+    if code in AFTER_TRAINING:
+        callbacks.append(
+            lossguard.EmbeddingDriftMonitor(threshold=0.95, action="record")
+        )
+        epochs = 4
+    crashed = None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            model.fit(
+                x,
+                y,
+                batch_size=16,
+                epochs=epochs,
+                verbose=0,
+                shuffle=False,
+                callbacks=callbacks,
+            )
+        except Exception as error:  # noqa: BLE001 - a crash the fault causes
+            crashed = type(error).__name__
+    findings = [f for cb in callbacks for f in cb.findings]
+    return {
+        "findings": [normalised(f) for f in findings],
+        "crashed": crashed,
+        "rows": len(watch.history),
+    }
+
+
+def same_weights(model, seed=0):
+    """The same starting weights on every backend (each backend's random
+    initialisers differ), drawn with NumPy."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Embedding) or not layer.weights:
+            continue
+        layer.set_weights(
+            [
+                rng.normal(0.0, 0.2, w.shape).astype(np.asarray(w).dtype)
+                for w in layer.get_weights()
+            ]
+        )
+
+
+def normalised(finding):
+    """What must agree across backends: the code, where, and the evidence
+    (numbers as floats; the text of a backend's own error is left out)."""
+    evidence = {
+        key: _value(value)
+        for key, value in finding.evidence.items()
+        if key != "error"  # TensorFlow's and PyTorch's own wording
+    }
+    return {
+        "code": finding.code,
+        "severity": finding.severity,
+        "epoch": finding.epoch,
+        "step": finding.step,
+        "phase": finding.phase,
+        "evidence": evidence,
+    }
+
+
+def _value(value):
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, (int, float)):
+        return None if math.isnan(float(value)) else float(value)
+    if isinstance(value, (list, tuple)):
+        return [_value(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _value(v) for k, v in value.items()}
+    if hasattr(value, "tolist"):
+        return _value(value.tolist())
+    return str(value)
+
+
+def every_fault():
+    return {code: run(code) for code in (HEALTHY, *FAULTS)}
+
+
+if __name__ == "__main__":
+    print("RESULT " + json.dumps(every_fault()))
