@@ -66,10 +66,16 @@ class StepStats(keras.metrics.Metric):
 
 
 def create(model, capacity, width):
-    """The buffer (NaN rows) and the step counter, on the model's devices."""
+    """The buffer and the step counter, on the model's devices.
+
+    The buffer starts at zeros: a row whose step column is 0 was never
+    written (steps count from 1). Not NaN: under a multi-process JAX
+    distribution, Keras checks that every process places the same initial
+    value, and NaN never equals itself.
+    """
     with _strategy_scope(model):
         buffer = keras.Variable(
-            np.full((capacity, width), np.nan, "float32"),
+            np.zeros((capacity, width), "float32"),
             trainable=False,
             name="lossguard_batch_stats",
             aggregation="only_first_replica",
