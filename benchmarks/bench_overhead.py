@@ -21,6 +21,14 @@ the callback watches too; epoch times include them.
 
     python benchmarks/bench_overhead.py [--model classifier|seq2seq|both]
         [--rounds 3] [--epochs 3] [--batches 30] [--val-batches 8]
+        [--backend tensorflow|jax|torch|all]
+
+`--backend` picks Keras' backend (it is fixed at import, so `all` runs this
+script once per backend, one after the other, each comparing lossguard with
+plain Keras on that backend in one process). On JAX and PyTorch Keras runs
+the batch hooks asynchronously when every callback allows it, so there the
+timer keeps to the epoch hooks (the train-step column is left out: a step's
+wall time is only its dispatch).
 
 (`--batches`/`--val-batches` size the seq2seq; the classifier runs 2,000 and
 500.) Reported per model: the median and best steady-state epoch, the
@@ -34,9 +42,25 @@ import argparse
 import gc
 import os
 import statistics
+import subprocess
+import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+BACKENDS = ("tensorflow", "jax", "torch")
+
+
+def _backend_in(argv):
+    for i, arg in enumerate(argv):
+        if arg == "--backend" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--backend="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+if _backend_in(sys.argv[1:]) in BACKENDS:  # before Keras is imported
+    os.environ["KERAS_BACKEND"] = _backend_in(sys.argv[1:])
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -70,19 +94,15 @@ def build(seed):
     return model
 
 
-class Timer(keras.callbacks.Callback):
-    """Epoch and train-step wall times, steady state only."""
+class EpochTimer(keras.callbacks.Callback):
+    """Epoch wall times, steady state only; leaves Keras' asynchronous
+    dispatch of the batch hooks on (JAX, PyTorch)."""
+
+    async_safe = True
 
     def __init__(self, epochs, steps):
         super().__init__()
         self.epochs, self.steps = epochs, steps
-
-    def on_train_batch_begin(self, batch, logs=None):
-        self.batch_start = time.perf_counter()
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self.epoch > 0:
-            self.steps.append(time.perf_counter() - self.batch_start)
 
     def on_epoch_end(self, epoch, logs=None):
         if epoch > 0:  # epoch 0 traces the train function
@@ -93,6 +113,19 @@ class Timer(keras.callbacks.Callback):
         self.epoch_start = time.perf_counter()
 
 
+class Timer(EpochTimer):
+    """Epoch and train-step wall times, steady state only."""
+
+    async_safe = False
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.batch_start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.epoch > 0:
+            self.steps.append(time.perf_counter() - self.batch_start)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", choices=("classifier", "seq2seq", "both"))
@@ -100,7 +133,22 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batches", type=int, default=30)
     parser.add_argument("--val-batches", type=int, default=8)
+    parser.add_argument("--backend", choices=(*BACKENDS, "all"))
     args = parser.parse_args(argv)
+    if args.backend == "all":
+        given = list(argv if argv is not None else sys.argv[1:])
+        rest, skip = [], False
+        for arg in given:  # every argument but --backend all
+            if skip or arg.startswith("--backend"):
+                skip = arg == "--backend"
+                continue
+            rest.append(arg)
+        for backend in BACKENDS:
+            subprocess.run(
+                [sys.executable, __file__, *rest, "--backend", backend], check=False
+            )
+        return
+    print(f"backend: {keras.backend.backend()}")
     which = args.model or "both"
     if which in ("classifier", "both"):
         rng = np.random.default_rng(0)
@@ -159,7 +207,8 @@ def measure(title, runs, train, validation, batch_size, args):
     steps = {name: [] for name in runs}
     for _ in range(args.rounds):
         for name, (model, callback) in runs.items():
-            timer = Timer(epochs[name], steps[name])
+            clock = Timer if keras.backend.backend() == "tensorflow" else EpochTimer
+            timer = clock(epochs[name], steps[name])
             # A full collection of TensorFlow's object graph takes ~1 s and
             # lands in random epochs of either variant: collect first, then
             # keep it out of the timed fit.
@@ -178,7 +227,7 @@ def measure(title, runs, train, validation, batch_size, args):
             gc.enable()
     n_steps = -(-len(y) // batch_size)
     base_epoch = statistics.median(epochs["keras"])
-    base_step = statistics.median(steps["keras"])
+    base_step = statistics.median(steps["keras"]) if steps["keras"] else float("nan")
     base_best = min(epochs["keras"])
     print(
         f"{title}; medians of {len(epochs['keras'])} steady-state epochs and "
@@ -189,7 +238,8 @@ def measure(title, runs, train, validation, batch_size, args):
         f"{'ms/step':>8s} {'ratio':>6s} {'us/step':>8s}"
     )
     for name, (_, callback) in runs.items():
-        e, s = statistics.median(epochs[name]), statistics.median(steps[name])
+        e = statistics.median(epochs[name])
+        s = statistics.median(steps[name]) if steps[name] else float("nan")
         best = min(epochs[name])
         cost = 1e6 * (e - base_epoch) / n_steps
         print(

@@ -301,7 +301,21 @@ class LossSanityCallback(FindingsCallback):
     def _install(self):
         """Wrap compute_loss and the step functions; why it cannot, or None."""
         model = self._keras_model
-        self._host = state.attach(model, self._buffer, self._counter)
+        self._host = None
+        backend = keras.backend.backend()
+        if backend not in state.WATCHED:
+            return (
+                f"lossguard watches the {', '.join(state.WATCHED)} backends' "
+                f"train steps, not {backend}'s"
+            )
+        try:
+            self._host = state.attach(model, self._buffer, self._counter)
+        except Exception as error:  # noqa: BLE001 - never break the user's fit
+            if state.needs_carried_state():
+                return (
+                    "its statistics could not join the state Keras carries "
+                    f"({type(error).__name__}: {error})"
+                )
         if self._host is None and state.needs_carried_state():
             return (
                 "its train step is a pure function of the state Keras carries, "

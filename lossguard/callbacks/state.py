@@ -28,6 +28,8 @@ import keras
 import numpy as np
 from keras import ops
 
+#: The backends whose train and test steps lossguard watches.
+WATCHED = ("tensorflow", "jax", "torch")
 #: The attribute of the loss tracker that holds the statistics while watched.
 ATTRIBUTE = "lossguard_step_stats"
 

@@ -176,3 +176,41 @@ def test_same_findings_on_every_backend(found, other):
         if other == "jax"
         else {"torch": "IndexError"}.get(other, "InvalidArgumentError")
     )
+
+
+@pytest.mark.backends
+def test_a_setup_it_cannot_watch_never_breaks_training(monkeypatch):
+    """If the statistics cannot join the state Keras carries (needed on JAX
+    only), fit runs as without lossguard, and one warning says what it
+    cannot see and why; elsewhere the step is watched all the same."""
+    from lossguard.callbacks import state
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("no room for it")
+
+    monkeypatch.setattr(state, "attach", refuse)
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(48, 4)).astype("float32")
+    y = np.eye(3, dtype="float32")[rng.integers(0, 3, 48)]
+
+    def fit(callbacks):
+        inp = keras.Input((4,))
+        model = keras.Model(inp, keras.layers.Dense(3, activation="softmax")(inp))
+        scenario.same_weights(model)
+        model.compile("sgd", "categorical_crossentropy")
+        return model.fit(
+            x, y, batch_size=16, epochs=2, verbose=0, shuffle=False, callbacks=callbacks
+        ).history["loss"]
+
+    cb = lossguard.LossSanityCallback(action="record")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        watched = fit([cb])
+    np.testing.assert_allclose(watched, fit([]), rtol=1e-6)
+    said = [str(w.message) for w in caught if "cannot see" in str(w.message)]
+    assert len(cb.history) == 2 * 3  # a row per batch either way
+    if state.needs_carried_state():
+        assert len(said) == 1 and "no room for it" in said[0]
+        assert cb.history.running_loss.notna().all()  # Keras' loss, recorded
+    else:
+        assert said == [] and cb.history.rows.notna().all()
