@@ -8,6 +8,7 @@ result as JSON for another backend.
 
 import json
 import math
+import re
 import warnings
 
 import keras
@@ -52,6 +53,7 @@ def run(code):
         "findings": [normalised(f) for f in findings],
         "crashed": crashed,
         "rows": len(watch.history),
+        "columns": list(watch.history.columns),
     }
 
 
@@ -71,14 +73,17 @@ def same_weights(model, seed=0):
 
 
 def normalised(finding):
-    """What must agree across backends: the code, where, and the evidence
-    (numbers as floats; the text of a backend's own error is left out)."""
+    """What must agree across backends: the code, where, the evidence
+    (numbers as floats; the text of a backend's own error is left out) and
+    the explanation (its numbers masked: they are the evidence's)."""
     evidence = {
         key: _value(value)
         for key, value in finding.evidence.items()
         if key != "error"  # TensorFlow's and PyTorch's own wording
     }
+    text = " ".join((finding.message, finding.explanation, finding.fix))
     return {
+        "text": re.sub(r"-?\d+(\.\d+)?(e[-+]?\d+)?", "#", text),
         "code": finding.code,
         "severity": finding.severity,
         "epoch": finding.epoch,

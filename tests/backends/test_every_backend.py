@@ -29,11 +29,11 @@ HERE = Path(__file__).resolve().parent
 BACKEND = keras.backend.backend()
 #: Where backends differ by design, not by lossguard (docs/backends.md):
 #: a sparse id outside [0, K) stops the step on TensorFlow and PyTorch (the
-#: finding explains the crash) while JAX's gather clamps it (the batch
-#: statistics show it, at its step); and fine-tuned embeddings move
-#: differently, since Keras' optimizers update an Embedding's rows sparsely
-#: on TensorFlow and densely elsewhere, so the drift crosses the threshold in
-#: another epoch.
+#: finding explains the crash) while on JAX Keras one-hot encodes it as
+#: zeros and trains on (the batch statistics show it, at its step); and
+#: fine-tuned embeddings move differently, since Keras' optimizers update an
+#: Embedding's rows sparsely on TensorFlow and densely elsewhere, so the
+#: drift crosses the threshold in another epoch.
 CODE_ONLY = {"LABELS_OUT_OF_RANGE", "EMBEDDING_DRIFT"}
 
 
@@ -129,12 +129,14 @@ def _differences(ours, theirs):
             continue
         if code in CODE_ONLY:
             continue
+        if mine["columns"] != other["columns"]:
+            out.append(f"{code}: history columns differ")
         if mine["rows"] != other["rows"]:
             out.append(f"{code}: {mine['rows']} vs {other['rows']} history rows")
         by_code = {f["code"]: f for f in other["findings"]}
         for finding in mine["findings"]:
             twin = by_code[finding["code"]]
-            for key in ("severity", "epoch", "step", "phase"):
+            for key in ("severity", "epoch", "step", "phase", "text"):
                 if finding[key] != twin[key]:
                     out.append(f"{code}/{finding['code']}: {key} differs")
             if not _close(finding["evidence"], twin["evidence"]):

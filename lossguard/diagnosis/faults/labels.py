@@ -204,8 +204,8 @@ def sparse_label_crash(error, specs, epoch=None, step=None):
     range of [0, 42)"; PyTorch's `nll_loss` says "Target 45 is out of
     bounds". Only an error raised inside the loss counts: an Embedding input
     id out of range fails with "not in [0, K)" (TensorFlow) or "index out of
-    range in self" (PyTorch), in the model. JAX does not stop: its gathers
-    clamp, and the batch statistics show the label instead.
+    range in self" (PyTorch), in the model. JAX does not stop (Keras one-hot
+    encodes such an id as zeros): the batch statistics show the label instead.
     """
     sparse = [s for s in specs if s.kind == "sparse"]
     detail = error_detail(error)
