@@ -16,7 +16,11 @@ from keras import ops
 from lossguard.callbacks import state
 from lossguard.callbacks.base import FindingsCallback
 from lossguard.callbacks.history import History
-from lossguard.diagnosis.collect import BatchCollector, call_compute_loss
+from lossguard.diagnosis.collect import (
+    BatchCollector,
+    accepts_training,
+    call_compute_loss,
+)
 from lossguard.diagnosis.crashes import weight_mask_crash
 from lossguard.diagnosis.faults import check_block, check_crash, check_start
 from lossguard.diagnosis.findings import LossSanityWarning
@@ -238,6 +242,7 @@ class LossSanityCallback(FindingsCallback):
         self._every = 1 if self.check_every == "auto" else self.check_every
         self._last_read = None
         self._active = True
+        self._fit_thread = threading.get_ident()
         unsupported = self._install()
         if unsupported is not None:
             self._unsupported(unsupported)
@@ -325,11 +330,14 @@ class LossSanityCallback(FindingsCallback):
         had_own = "compute_loss" in vars(model)
         self._restore = (had_own, vars(model).get("compute_loss"))
         original = model.compute_loss
+        takes_training = accepts_training(original)
 
         def compute_loss(
             x=None, y=None, y_pred=None, sample_weight=None, training=True
         ):
-            loss = call_compute_loss(original, x, y, y_pred, sample_weight, training)
+            loss = call_compute_loss(
+                original, x, y, y_pred, sample_weight, training, takes_training
+            )
             if loss is not None:
                 self._record_in_graph(x, y, y_pred, sample_weight, loss, training)
             return loss
@@ -368,9 +376,21 @@ class LossSanityCallback(FindingsCallback):
             vars(model).pop("compute_loss", None)
         # Keras makes plain step functions again when it needs them; the
         # instrumented ones stay cached here for this callback's next fit.
-        model.train_function = None
-        model.test_function = None
+        # From a hook Keras runs in a thread (action="raise" on PyTorch), the
+        # loop is still running and calls train_function again before the
+        # error reaches it: leave the functions (they call the restored
+        # compute_loss) rather than pull them from under it.
+        if threading.get_ident() == self._fit_thread:
+            model.train_function = None
+            model.test_function = None
         if self._host is not None:
+            # JAX: write the carried state back while its list still matches
+            # model.metrics_variables (Keras syncs again when fit ends, also
+            # after a raise from a hook).
+            try:
+                state.sync(model)
+            except Exception:  # noqa: BLE001 - a crashed step's state may be gone
+                logger.debug("lossguard could not sync the state", exc_info=True)
             self._host.unbind()
         self._installed = False
 

@@ -16,9 +16,9 @@ backend is small and lives here:
 - `sync(model)`: JAX keeps the carried state outside the variables during
   `fit`/`evaluate`; `model.jax_state_sync()` writes it back before a read
   (from the main thread only: Keras may run batch-end hooks in a thread).
-- `write_row(...)`: TensorFlow (one replica) updates the row in place; the
-  other backends assign the whole buffer functionally (XLA and JAX's jit
-  update it in place when the buffer is donated).
+- `write_row(...)`: TensorFlow (one replica) and PyTorch (eager) update the
+  row in place; JAX assigns the whole buffer functionally (its jit updates
+  it in place, the state being donated).
 - `is_chief(model)`: which process writes logs under a multi-process run.
 """
 
@@ -130,6 +130,14 @@ def sync(model):
 
 def write_row(buffer, counter, row, capacity):
     """Write `row` at the counter's slot and count the step (in the step)."""
+    backend = keras.backend.backend()
+    if backend == "torch":  # eager: write the row in place
+        import torch
+
+        with torch.no_grad():
+            buffer.value[int(counter.value) % capacity] = row.detach()
+            counter.value.add_(1)
+        return
     index = ops.expand_dims(ops.expand_dims(counter % capacity, 0), 0)
     value = getattr(buffer, "value", None)
     if _in_place(value):  # TensorFlow, one replica: write the row only

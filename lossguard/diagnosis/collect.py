@@ -20,6 +20,7 @@ from lossguard.diagnosis.statistics import (
     NAN,
     OUTPUT_KEYS,
     OUTPUT_LOSS_STATS,
+    f32,
     is_keras_softmax,
     output_statistics,
     stat_of,
@@ -41,17 +42,24 @@ def _may_add_loss(layer) -> bool:
     return not type(layer).__module__.startswith("keras")
 
 
-def call_compute_loss(method, x, y, y_pred, sample_weight, training=False):
-    """A model's `compute_loss` method, called with or without `training`.
-
-    Keras 3 passes `training`; an override written for earlier versions
-    (keras.io's masked language model) may not take it, and is still valid.
-    """
+def accepts_training(method) -> bool:
+    """Whether a `compute_loss` method takes `training` (Keras 3's do; an
+    override written for earlier versions, such as keras.io's masked
+    language model, may not, and is still valid)."""
     try:
-        takes = "training" in inspect.signature(method).parameters
+        return "training" in inspect.signature(method).parameters
     except (TypeError, ValueError):
-        takes = True
-    if takes:
+        return True
+
+
+def call_compute_loss(
+    method, x, y, y_pred, sample_weight, training=False, takes_training=None
+):
+    """A model's `compute_loss` method, called with or without `training`
+    (`takes_training`: what `accepts_training` said, if known)."""
+    if takes_training is None:
+        takes_training = accepts_training(method)
+    if takes_training:
         return method(x, y, y_pred, sample_weight, training=training)
     return method(x, y, y_pred, sample_weight)
 
@@ -299,7 +307,7 @@ class BatchCollector:
     def pack(self, stats):
         """The row as one float32 vector; under `tf.distribute` with several
         replicas, the global batch's row (gathered from every replica)."""
-        packed = ops.stack([ops.cast(stats[k], "float32") for k in self.keys])
+        packed = ops.stack([f32(stats[k]) for k in self.keys])
         if replicas_in_sync() > 1:
             import tensorflow as tf
 

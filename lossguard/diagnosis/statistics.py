@@ -135,12 +135,17 @@ _HALF = ("float16", "bfloat16")
 _INF = float("inf")
 
 
-def _f32(x):
+def f32(x):
+    """`x` as float32 (as it is, where it already is: in an eager step every
+    op costs its dispatch)."""
+    dtype = getattr(x, "dtype", None)
+    if dtype is not None and keras.backend.standardize_dtype(dtype) == "float32":
+        return x
     return ops.cast(x, "float32")
 
 
 def _count(mask):
-    return ops.sum(_f32(mask))
+    return ops.sum(f32(mask))
 
 
 def _share(mask, total):
@@ -160,7 +165,7 @@ def _at_zero_or_one(p):
 
 
 def _nonfinite(total):
-    return _f32(ops.logical_not(ops.isfinite(total)))
+    return f32(ops.logical_not(ops.isfinite(total)))
 
 
 def _size(x):
@@ -203,7 +208,7 @@ def _token_weights(sample_weight, mask, p, rows):
     rank = len(p.shape) - 1
     raw, w = None, None
     if sample_weight is not None:
-        raw = _f32(ops.convert_to_tensor(sample_weight))
+        raw = f32(ops.convert_to_tensor(sample_weight))
         w = raw
         while len(w.shape) > rank and w.shape[-1] == 1:
             w = ops.squeeze(w, axis=-1)
@@ -214,7 +219,7 @@ def _token_weights(sample_weight, mask, p, rows):
         else:
             w = _broadcast_rows(w, p, rows)
     if mask is not None:
-        m, _ = _fit_rows(_f32(ops.convert_to_tensor(mask)), rows, fill=1.0)
+        m, _ = _fit_rows(f32(ops.convert_to_tensor(mask)), rows, fill=1.0)
         w = m if w is None else w * m
     return w, raw
 
@@ -307,7 +312,7 @@ def _where_fits(stats, keys, fits):
         stats[key] = (
             ops.convert_to_tensor(NAN)
             if fits is False
-            else ops.where(fits, _f32(stats[key]), NAN)
+            else ops.where(fits, f32(stats[key]), NAN)
         )
 
 
@@ -352,26 +357,26 @@ def output_statistics(
     y_true = _labels_for(y_true, y_pred, spec)
     half = keras.backend.standardize_dtype(y_pred.dtype) in _HALF
     predictions = predictions or half
-    p = _f32(y_pred)
+    p = f32(y_pred)
     k = p.shape[-1] if p.shape[-1] is not None else ops.shape(p)[-1]
     rank = len(p.shape) - 1
     p2 = ops.reshape(p, (-1, k))
     rows = p2.shape[0] if p2.shape[0] is not None else ops.shape(p2)[0]
     weights, raw_weights = _token_weights(sample_weight, mask, p, rows)
     out = dict.fromkeys(OUTPUT_KEYS, ops.convert_to_tensor(NAN))
-    n_rows = _f32(ops.shape(p2)[0])
+    n_rows = f32(ops.shape(p2)[0])
     active = ops.ones_like(p2[:, 0], dtype="bool")
     if raw_weights is not None:
         out["weight_min"] = ops.min(raw_weights)
         out["weight_neg_share"] = _share(
-            ops.less(raw_weights, 0.0), _f32(_size(raw_weights))
+            ops.less(raw_weights, 0.0), f32(_size(raw_weights))
         )
         out["weight_nonfinite"] = _nonfinite(ops.sum(raw_weights))
     if weights is not None:
         active = ops.not_equal(weights, 0.0)
     out["rows"] = n_rows
     out["time_steps"] = (
-        _f32(ops.shape(p)[1]) if rank >= 2 else ops.convert_to_tensor(1.0)
+        f32(ops.shape(p)[1]) if rank >= 2 else ops.convert_to_tensor(1.0)
     )
     out["masked"] = ops.convert_to_tensor(float(mask is not None))
     out["weighted"] = ops.convert_to_tensor(float(sample_weight is not None))
@@ -382,7 +387,7 @@ def output_statistics(
         if spec.ignore_class is not None:
             active = ops.logical_and(active, ops.not_equal(ids, spec.ignore_class))
         n_act = _count(active)
-        idf = _f32(ids)
+        idf = f32(ids)
         out["label_min"] = _masked_min(idf, active, n_act)
         out["label_max"] = _masked_max(idf, active, n_act)
         bad = ops.logical_and(
@@ -397,7 +402,7 @@ def output_statistics(
                 ops.squeeze(ops.take_along_axis(p2, safe, axis=-1), -1)
             )
     elif isinstance(k, int):
-        y2, fits = _fit_rows(_f32(y_true), rows, k)
+        y2, fits = _fit_rows(f32(y_true), rows, k)
         n_act = _count(active)
         label_min = _masked_min(ops.min(y2, axis=-1), active, n_act)
         out["label_min"] = label_min
@@ -416,7 +421,7 @@ def output_statistics(
                     ops.expand_dims(active, -1),
                     ops.logical_or(ops.less(y2, 0.0), ops.greater(y2, 1.0)),
                 )
-                out["label_out_of_range_share"] = _share(outside, n_act * _f32(k))
+                out["label_out_of_range_share"] = _share(outside, n_act * f32(k))
                 label_keys += ("label_out_of_range_share",)
         if predictions and spec.kind in ("categorical", "kl"):
             saturated = _at_zero_or_one(ops.sum(y2 * p2, axis=-1))  # p of the label
@@ -440,7 +445,7 @@ def output_statistics(
     if ids is not None and rank == 2 and spec.kind in ("sparse", "categorical"):
         label_keys += _sequence_statistics(out, ids, active, n_act, inputs, rows, k)
     _where_fits(out, label_keys, fits)
-    return {key: _f32(value) for key, value in out.items()}
+    return {key: f32(value) for key, value in out.items()}
 
 
 def _sequence_statistics(out, ids, active, n_act, inputs, rows, k):
@@ -467,7 +472,7 @@ def _sequence_statistics(out, ids, active, n_act, inputs, rows, k):
     if shares:
         stacked = ops.stack(shares)
         out["decoder_copy_share"] = ops.max(stacked)
-        out["decoder_copy_input"] = _f32(ops.argmax(stacked))
+        out["decoder_copy_input"] = f32(ops.argmax(stacked))
     return ("pad_share", "decoder_copy_share", "decoder_copy_input")
 
 
@@ -489,12 +494,12 @@ def _input_ids(tokens, k):
 
 def _dense_label_rows(out, y2, sums, active, n_act, label_min):
     """Row sums, empty rows, and (only when a label is negative) where."""
-    n_entries = n_act * _f32(ops.shape(y2)[-1])
+    n_entries = n_act * f32(ops.shape(y2)[-1])
 
     def negatives():
         neg = ops.logical_and(ops.expand_dims(active, -1), ops.less(y2, 0.0))
         row_neg = ops.any(neg, axis=-1)
-        first = ops.where(ops.any(row_neg), _f32(ops.argmax(_f32(row_neg))), -1.0)
+        first = ops.where(ops.any(row_neg), f32(ops.argmax(f32(row_neg))), -1.0)
         return ops.stack(
             [_share(neg, n_entries), _share(row_neg, n_act), first]
         ), row_neg

@@ -98,6 +98,11 @@ def test_training_runs_as_without_lossguard():
         model, watched = fit([cb])
     for key in ("loss", "val_loss"):
         np.testing.assert_allclose(watched[key], plain[key], rtol=1e-6)
+    # Keras' running loss per batch: at each epoch's last batch, its epoch loss.
+    for phase, key in (("train", "loss"), ("validation", "val_loss")):
+        rows = cb.history[cb.history.phase == phase]
+        last = rows.groupby("epoch").running_loss.last().to_numpy()
+        np.testing.assert_allclose(last, watched[key], rtol=1e-5)
     assert not [w for w in caught if "cannot see" in str(w.message)]
     assert len(cb.history) == 2 * (3 + 1)  # 3 train + 1 validation batches
     assert sorted(set(cb.history.phase)) == ["train", "validation"]
@@ -216,3 +221,29 @@ def test_a_setup_it_cannot_watch_never_breaks_training(monkeypatch):
         assert cb.history.running_loss.notna().all()  # Keras' loss, recorded
     else:
         assert said == [] and cb.history.rows.notna().all()
+
+
+@pytest.mark.backends
+def test_raise_leaves_a_model_that_trains_on():
+    """action="raise" ends fit from a hook; the model carries no more state
+    than Keras' own afterwards and trains on without lossguard."""
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(64, 4)).astype("float32")
+    y = np.eye(3, dtype="float32")[rng.integers(0, 3, 64)]
+    bad = y.copy()
+    bad[40] = -1.0  # batch 2
+    inp = keras.Input((4,))
+    model = keras.Model(inp, keras.layers.Dense(3, activation="softmax")(inp))
+    model.compile("sgd", "categorical_crossentropy")
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    carried = [tuple(v.shape) for v in model.metrics_variables]
+    cb = lossguard.LossSanityCallback(action="raise", check_every=1)
+    with pytest.raises(lossguard.LossSanityError):
+        model.fit(
+            x, bad, batch_size=16, epochs=1, verbose=0, shuffle=False, callbacks=[cb]
+        )
+    assert cb.report.get("NEGATIVE_LABELS").step == 2
+    assert [tuple(v.shape) for v in model.metrics_variables] == carried
+    loss = model.fit(x, y, batch_size=16, epochs=1, verbose=0).history["loss"]
+    assert np.isfinite(loss).all()
+    assert np.isfinite(keras.ops.convert_to_numpy(model.layers[-1].kernel)).all()
