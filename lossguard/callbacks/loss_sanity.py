@@ -425,11 +425,13 @@ class LossSanityCallback(FindingsCallback):
         (the hooks that carry it run late on JAX); NaN elsewhere, where the
         batch hooks report it."""
         nan = ops.convert_to_tensor(float("nan"))
+        if not state.needs_carried_state():
+            return nan
         tracker = state.loss_tracker(self._keras_model)
         total = getattr(tracker, "total", None)
         count = getattr(tracker, "count", None)
         inputs = keras.tree.flatten(x) if x is not None else []
-        if not state.needs_carried_state() or total is None or not inputs:
+        if total is None or not inputs:
             return nan
         try:  # Keras weighs each step's loss by its batch size
             n = ops.cast(ops.shape(inputs[0])[0], "float32")
