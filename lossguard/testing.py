@@ -339,7 +339,7 @@ def _build(setup):
         name="next",
     )
     model = keras.Model([enc_in, dec_in], dense(seq), name="tiny_seq2seq")
-    _same_on_every_backend(model, setup.seed)
+    same_weights(model, setup.seed)
     if setup.saturate:
         signs = np.sign(
             np.random.default_rng(setup.seed).normal(size=dense.kernel.shape)
@@ -348,11 +348,13 @@ def _build(setup):
     return model
 
 
-def _same_on_every_backend(model, seed):
-    """Glorot-uniform kernels drawn with NumPy: each Keras backend's random
-    initialisers draw other numbers from the same seed, and the tiny task
-    should train the same everywhere. Biases keep Keras' constant starts;
-    the GloVe embeddings are what they are."""
+def same_weights(model, seed=0):
+    """Give `model` the same starting weights on every Keras backend.
+
+    Each backend's random initialisers draw other numbers from the same
+    seed; this redraws every kernel (weights of rank >= 2) as Glorot-uniform
+    with NumPy. Biases keep Keras' constant starts, and Embedding layers
+    (pre-trained vectors) are left as they are."""
     import keras
 
     rng = np.random.default_rng(seed)

@@ -1,5 +1,8 @@
 """Small real Keras models shared by the tests (built per test: they are cheap)."""
 
+import socket
+import subprocess
+
 import keras
 import numpy as np
 
@@ -75,3 +78,28 @@ def value_and_grad(fn, x):
         value.sum().backward()
         return value.detach().cpu().numpy(), var.grad.cpu().numpy()
     raise NotImplementedError(f"no autodiff helper for the {backend} backend")
+
+
+def free_ports(n):
+    """`n` TCP ports free on localhost right now."""
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def communicate_all(procs, timeout):
+    """(return code, output) of each process; all are killed if one hangs."""
+    results = []
+    for proc in procs:
+        try:
+            log, _ = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            for other in procs:
+                other.kill()
+            raise
+        results.append((proc.returncode, log))
+    return results

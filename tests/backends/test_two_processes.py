@@ -9,12 +9,13 @@ Skipped where JAX is not installed (`pip install lossguard[jax]`).
 import importlib.util
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import communicate_all, free_ports
 
 SCRIPT = Path(__file__).resolve().parent / "two_process_run.py"
 pytestmark = pytest.mark.skipif(
@@ -34,23 +35,8 @@ def _start(args, env):
 
 
 def _wait(procs, timeout=420):
-    logs = []
-    for proc in procs:
-        try:
-            log, _ = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            for other in procs:
-                other.kill()
-            raise
-        assert proc.returncode == 0, log[-3000:]
-        logs.append(log)
-    return logs
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    for code, log in communicate_all(procs, timeout):
+        assert code == 0, log[-3000:]
 
 
 def test_two_jax_processes_report_what_one_process_sees(tmp_path):
@@ -60,7 +46,7 @@ def test_two_jax_processes_report_what_one_process_sees(tmp_path):
     cpu = {"XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
     single = _start(["single", one / "out.json", one], cpu)
     _wait([single])
-    port = _free_port()
+    (port,) = free_ports(1)
     workers = [
         _start(["worker", tmp_path / f"p{i}.json", tmp_path, i, port], cpu)
         for i in range(2)

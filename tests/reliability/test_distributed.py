@@ -6,11 +6,12 @@ TensorFlow starts.
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
 import pytest
+
+from tests.helpers import communicate_all, free_ports
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "distributed_run.py")
 
@@ -57,16 +58,6 @@ def test_mirrored_strategy_matches_the_single_device_run(tmp_path):
     }
 
 
-def free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("localhost", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def two_workers(mode, tmp_path):
     """Run `mode` in two worker processes on localhost; their return codes
     and output."""
@@ -76,16 +67,7 @@ def two_workers(mode, tmp_path):
         tf_config = {"cluster": cluster, "task": {"type": "worker", "index": index}}
         args = [mode, str(tmp_path / f"w{index}.json"), str(tmp_path / f"w{index}.csv")]
         procs.append(run(args, env={"TF_CONFIG": json.dumps(tf_config)}))
-    results = []
-    for proc in procs:
-        try:
-            log, _ = proc.communicate(timeout=300)
-        except subprocess.TimeoutExpired:
-            for other in procs:
-                other.kill()
-            raise
-        results.append((proc.returncode, log))
-    return results
+    return communicate_all(procs, timeout=300)
 
 
 def test_multi_worker_strategy_two_processes_only_chief_logs(tmp_path):
