@@ -216,6 +216,7 @@ class LossSanityCallback(FindingsCallback):
     def on_test_begin(self, logs=None):
         if self._active:  # validation inside fit
             self._steps["validation"] = 0
+            self._hooks["validation"] = 0
             self._open = None
             return
         self._start(fit=False)  # model.evaluate(..., callbacks=[cb])
@@ -228,7 +229,8 @@ class LossSanityCallback(FindingsCallback):
             self._build(model, key)
         self._epoch = 0 if fit else None
         self._in_fit = fit
-        self._steps = {"train": 0, "validation": 0}
+        self._steps = {"train": 0, "validation": 0}  # rows recorded per phase
+        self._hooks = {"train": 0, "validation": 0}  # steps their hooks reported
         self._pending = 0
         self._unread = 0  # JAX: steps begun since the last read
         self._open = None  # JAX: the phase whose step the last begin hook opened
@@ -264,8 +266,7 @@ class LossSanityCallback(FindingsCallback):
     def _build(self, model, key):
         """The collector, the buffer and the instrumented step functions."""
         self._collector = BatchCollector(model, output_specs(model))
-        spe = int(getattr(model, "steps_per_execution", 1) or 1)
-        self._capacity = max(self.capacity, 2 * spe)
+        self._capacity = max(self.capacity, 2 * _steps_per_call(model))
         width = len(self._collector.keys) + len(_HEADER)
         self._make_store()
         self._graph = {"key": key}
@@ -410,15 +411,16 @@ class LossSanityCallback(FindingsCallback):
                     ", ".join(self._collector.skipped),
                 )
             packed = self._collector.pack(stats)
+            step = ops.cast(self._counter + 1, "float32")
+            phase = ops.convert_to_tensor(0.0 if training else 1.0)
+            running = self._running_in_graph(x, loss)
+            row = ops.concatenate([ops.stack([step, phase, running]), packed])
+            # Eager (PyTorch) this runs on every step: a failure here must
+            # cost lossguard its rows, never the user their step.
+            state.write_row(self._buffer, self._counter, row, self._capacity)
         except Exception as error:  # noqa: BLE001 - never break the user's fit
             self._trace_error = error
             logger.debug("lossguard could not build its statistics", exc_info=True)
-            return
-        step = ops.cast(self._counter + 1, "float32")
-        phase = ops.convert_to_tensor(0.0 if training else 1.0)
-        running = self._running_in_graph(x, loss)
-        row = ops.concatenate([ops.stack([step, phase, running]), packed])
-        state.write_row(self._buffer, self._counter, row, self._capacity)
 
     def _running_in_graph(self, x, loss):
         """Keras' running-mean loss after this step, from its loss tracker
@@ -436,10 +438,9 @@ class LossSanityCallback(FindingsCallback):
         try:  # Keras weighs each step's loss by its batch size
             n = ops.cast(ops.shape(inputs[0])[0], "float32")
             loss = ops.cast(loss, "float32")
-            mean = (ops.cast(total, "float32") + loss * n) / (
+            return (ops.cast(total, "float32") + loss * n) / (
                 ops.cast(count, "float32") + n
             )
-            return ops.cast(mean, "float32")
         except Exception:  # noqa: BLE001 - a statistic, never the step
             return nan
 
@@ -447,6 +448,7 @@ class LossSanityCallback(FindingsCallback):
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
         self._steps["train"] = 0
+        self._hooks["train"] = 0
         self._open = None
 
     def on_train_batch_begin(self, batch, logs=None):
@@ -473,9 +475,7 @@ class LossSanityCallback(FindingsCallback):
             if not self._installed or phase in self._blind:
                 return
             if self._open == phase:  # the previous begin's step has run
-                self._unread += int(
-                    getattr(self._keras_model, "steps_per_execution", 1) or 1
-                )
+                self._unread += _steps_per_call(self._keras_model)
             self._open = phase
             if self._unread >= self._every:
                 pending, self._unread = self._unread, 0
@@ -484,12 +484,13 @@ class LossSanityCallback(FindingsCallback):
     def _batch_end(self, batch, logs, phase):
         """Count the step(s); read the buffer when a block is due."""
         with self._lock:
+            self._hooks[phase] += 1
             if phase in self._blind:
                 self._blind_row(logs, phase)
                 return
             if not self._installed:
                 return
-            steps = int(getattr(self._keras_model, "steps_per_execution", 1) or 1)
+            steps = _steps_per_call(self._keras_model)
             self._pending += steps
             self._expected += steps
             self._logs[phase] = logs or {}
@@ -608,7 +609,7 @@ class LossSanityCallback(FindingsCallback):
         (every row, unless steps_per_execution > 1)."""
         column = np.full(n, np.nan, "float32")
         seen, self._running[phase] = self._running[phase], []
-        spe = int(getattr(self._keras_model, "steps_per_execution", 1) or 1)
+        spe = _steps_per_call(self._keras_model)
         for j, value in enumerate(seen[-(n // spe or 1) :]):
             at = min(n - 1, spe * (j + 1) - 1)
             column[at] = value
@@ -702,7 +703,11 @@ class LossSanityCallback(FindingsCallback):
             LossSanityWarning,
             stacklevel=4,
         )
-        self._blind_row(logs, phase)
+        # A row for each step whose hook has run and that has none (on JAX
+        # the hooks lag: the later ones add theirs as they come).
+        owed = self._hooks[phase] - self._steps[phase]
+        for i in range(owed):
+            self._blind_row(logs if i == owed - 1 else None, phase)
 
     def _blind_row(self, logs, phase):
         """A row with Keras' running loss only, for a batch lossguard cannot see."""
@@ -774,6 +779,11 @@ def _compile_key(model):
         getattr(model, "steps_per_execution", 1),
         getattr(model, "jit_compile", None),
     )
+
+
+def _steps_per_call(model) -> int:
+    """Steps Keras runs per step-function call (one batch hook each)."""
+    return int(getattr(model, "steps_per_execution", 1) or 1)
 
 
 def _end_of_data(error) -> bool:

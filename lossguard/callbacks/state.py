@@ -131,11 +131,12 @@ def sync(model):
 def write_row(buffer, counter, row, capacity):
     """Write `row` at the counter's slot and count the step (in the step)."""
     backend = keras.backend.backend()
-    if backend == "torch":  # eager: write the row in place
+    if backend == "torch":  # eager: write the row in place, on the device
         import torch
 
         with torch.no_grad():
-            buffer.value[int(counter.value) % capacity] = row.detach()
+            slot = (counter.value % capacity).reshape(1).long()
+            buffer.value.index_copy_(0, slot, row.detach().reshape(1, -1))
             counter.value.add_(1)
         return
     index = ops.expand_dims(ops.expand_dims(counter % capacity, 0), 0)

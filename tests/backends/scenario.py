@@ -11,9 +11,6 @@ import math
 import re
 import warnings
 
-import keras
-import numpy as np
-
 import lossguard
 from lossguard.testing import FAULTS, tiny_seq2seq
 
@@ -55,21 +52,6 @@ def run(code):
         "rows": len(watch.history),
         "columns": list(watch.history.columns),
     }
-
-
-def same_weights(model, seed=0):
-    """The same starting weights on every backend (each backend's random
-    initialisers differ), drawn with NumPy."""
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.Embedding) or not layer.weights:
-            continue
-        layer.set_weights(
-            [
-                rng.normal(0.0, 0.2, w.shape).astype(np.asarray(w).dtype)
-                for w in layer.get_weights()
-            ]
-        )
 
 
 def normalised(finding):

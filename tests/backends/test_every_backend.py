@@ -23,6 +23,7 @@ import pytest
 
 import lossguard
 from lossguard.diagnosis.registry import FAULTS
+from lossguard.testing import same_weights
 from tests.backends import scenario
 
 HERE = Path(__file__).resolve().parent
@@ -77,7 +78,7 @@ def test_training_runs_as_without_lossguard():
     def fit(callbacks):
         inp = keras.Input((4,))
         model = keras.Model(inp, keras.layers.Dense(3, activation="softmax")(inp))
-        scenario.same_weights(model)
+        same_weights(model)
         model.compile("sgd", "categorical_crossentropy")
         history = model.fit(
             x,
@@ -203,7 +204,7 @@ def test_a_setup_it_cannot_watch_never_breaks_training(monkeypatch):
     def fit(callbacks):
         inp = keras.Input((4,))
         model = keras.Model(inp, keras.layers.Dense(3, activation="softmax")(inp))
-        scenario.same_weights(model)
+        same_weights(model)
         model.compile("sgd", "categorical_crossentropy")
         return model.fit(
             x, y, batch_size=16, epochs=2, verbose=0, shuffle=False, callbacks=callbacks
@@ -247,3 +248,30 @@ def test_raise_leaves_a_model_that_trains_on():
     loss = model.fit(x, y, batch_size=16, epochs=1, verbose=0).history["loss"]
     assert np.isfinite(loss).all()
     assert np.isfinite(keras.ops.convert_to_numpy(model.layers[-1].kernel)).all()
+
+
+@pytest.mark.backends
+def test_a_step_whose_statistics_fail_still_trains(monkeypatch):
+    """If writing the statistics fails inside the step (eager on PyTorch:
+    every step), the step still runs: one warning says why lossguard went
+    blind, and the history keeps one row per batch."""
+    from lossguard.callbacks import state
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("write refused")
+
+    monkeypatch.setattr(state, "write_row", refuse)
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(64, 4)).astype("float32")
+    y = np.eye(3, dtype="float32")[rng.integers(0, 3, 64)]
+    inp = keras.Input((4,))
+    model = keras.Model(inp, keras.layers.Dense(3, activation="softmax")(inp))
+    model.compile("sgd", "categorical_crossentropy")
+    cb = lossguard.LossSanityCallback(action="record")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[cb])
+    assert np.isfinite(history.history["loss"]).all()
+    said = [str(w.message) for w in caught if "cannot see" in str(w.message)]
+    assert len(said) == 1 and "write refused" in said[0]
+    assert len(cb.history) == 2 * 4
