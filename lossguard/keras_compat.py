@@ -10,9 +10,11 @@ own `Loss.__call__` reads both through `keras.src.backend.get_keras_mask`;
 Keras exports no public accessor, so lossguard uses that function where it
 exists and the attribute otherwise.
 
-Extra loss terms by layer. Inside a JAX train step, `add_loss` collects the
-terms in the stateless scope (the model's `losses` lists them all) and each
-layer remembers only their ids; its own `losses` is empty there.
+Extra loss terms by layer, and whether a model can have any. Inside a JAX
+train step, `add_loss` collects the terms in the stateless scope (the
+model's `losses` lists them all) and each layer remembers only their ids;
+its own `losses` is empty there. Which layers a model holds at any depth
+is Keras' own `_flatten_layers`.
 """
 
 from __future__ import annotations
@@ -53,3 +55,25 @@ def layer_losses(layer, model_losses):
     if not ids:
         return []
     return [term for term in model_losses if id(term) in ids]
+
+
+def never_adds_losses(model) -> bool:
+    """True when `model.losses` is empty on every step by construction:
+    every layer in it (the model included, at any depth) is Keras' own with
+    no activity regulariser, and no weight has a regulariser. Keras' own
+    layers add a loss only through an activity regulariser; any other
+    layer may call `add_loss`. False when it cannot tell (Keras exports no
+    walk over the nested layers; `_flatten_layers` is its own)."""
+    walk = getattr(model, "_flatten_layers", None)
+    if walk is None:
+        return False
+    try:
+        layers = list(walk(include_self=True, recursive=True))
+        weights = list(model.weights)
+    except Exception:  # noqa: BLE001 - cannot tell
+        return False
+    return all(
+        type(layer).__module__.startswith("keras.")
+        and getattr(layer, "activity_regularizer", None) is None
+        for layer in layers
+    ) and all(getattr(w, "regularizer", None) is None for w in weights)

@@ -26,6 +26,7 @@ from lossguard.diagnosis.faults import check_block, check_crash, check_start
 from lossguard.diagnosis.findings import LossSanityWarning
 from lossguard.diagnosis.specs import output_specs
 from lossguard.diagnosis.statistics import MODEL_COLUMNS
+from lossguard.keras_compat import get_mask, set_mask
 
 logger = logging.getLogger("lossguard")
 
@@ -42,9 +43,6 @@ LEADING_COLUMNS = (
     "running_loss",
     *MODEL_COLUMNS,
 )
-#: Each buffer row starts with the step's number, its phase and, where the
-#: batch hooks lag the steps (JAX), Keras' running loss after the step.
-_HEADER = ("step", "phase", "running")
 _PHASES = ("train", "validation")
 #: With check_every="auto", the buffer is read about this often (seconds of
 #: training): the most `action="raise"`/`"stop"` can lag behind a bad batch.
@@ -267,12 +265,19 @@ class LossSanityCallback(FindingsCallback):
         """The collector, the buffer and the instrumented step functions."""
         self._collector = BatchCollector(model, output_specs(model))
         self._capacity = max(self.capacity, 2 * _steps_per_call(model))
-        width = len(self._collector.keys) + len(_HEADER)
+        width = len(self._collector.keys) + len(state.HEADER)
         self._make_store()
         self._graph = {"key": key}
         # Under tf.distribute: mirrored, and only the first replica's write
         # counts (every replica holds the same, global-batch row).
-        self._buffer, self._counter = state.create(model, self._capacity, width)
+        self._rows = state.rows_for(model, self._capacity, width, self._deferred_row)
+        # The blocks are read between steps, from the begin hooks on the
+        # loop's thread, where the end hooks lag the steps (JAX, PyTorch)
+        # and reading needs that thread: JAX syncs its carried state, and
+        # PyTorch computes the kept steps' rows (its ops in Keras' hook
+        # thread would run beside the step, on the same cores).
+        self._between_steps = state.needs_carried_state() or self._rows.deferred
+        self._tracker = state.loss_tracker(model)
         self._seen = 0
         self._trace_error = None
         self._skip_logged = False
@@ -315,7 +320,7 @@ class LossSanityCallback(FindingsCallback):
                 f"train steps, not {backend}'s"
             )
         try:
-            self._host = state.attach(model, self._buffer, self._counter)
+            self._host = state.attach(model, self._rows.variables)
         except Exception as error:  # noqa: BLE001 - never break the user's fit
             if state.needs_carried_state():
                 return (
@@ -396,45 +401,79 @@ class LossSanityCallback(FindingsCallback):
         self._installed = False
 
     def _record_in_graph(self, x, y, y_pred, sample_weight, loss, training):
-        """Runs while Keras traces a train or test step: builds the stats ops."""
+        """Runs in the train or test step (while Keras traces it, or on every
+        step where it is eager): the step's row, or what it is computed from."""
         self._traces += 1
         try:
-            stats = self._collector.row(
-                x, y, y_pred, sample_weight, loss, predictions=self.predictions
-            )
-            if self._collector.skipped and not self._skip_logged:
-                self._skip_logged = True
-                logger.info(
-                    "lossguard skips the prediction range statistics of %s: a "
-                    "float32 Keras softmax is a distribution by construction "
-                    "(predictions='all' measures them anyway).",
-                    ", ".join(self._collector.skipped),
-                )
-            packed = self._collector.pack(stats)
-            step = ops.cast(self._counter + 1, "float32")
+            tracker = self._tracker
+            if self._rows.deferred:  # eager PyTorch: computed in blocks
+                self._collector.refine(y_pred)
+                masks = [get_mask(t) for t in state.flatten(y_pred)]
+                made = (y_pred, loss, masks, self._collector.extra_terms())
+                self._rows.keep((x, y, sample_weight), made, training)
+                return
+            packed = self._packed_row(x, y, y_pred, sample_weight, loss)
+            step = ops.cast(self._rows.counter + 1, "float32")
             phase = ops.convert_to_tensor(0.0 if training else 1.0)
-            running = self._running_in_graph(x, loss)
+            loss_state = None
+            if tracker is not None and state.needs_carried_state():
+                loss_state = ops.stack([tracker.total, tracker.count])
+            running = self._running_loss(x, loss, loss_state)
             row = ops.concatenate([ops.stack([step, phase, running]), packed])
-            # Eager (PyTorch) this runs on every step: a failure here must
-            # cost lossguard its rows, never the user their step.
-            state.write_row(self._buffer, self._counter, row, self._capacity)
+            self._rows.write(row)
         except Exception as error:  # noqa: BLE001 - never break the user's fit
+            # Eager, this runs on every step: a failure here costs lossguard
+            # its rows, never the user their step.
             self._trace_error = error
             logger.debug("lossguard could not build its statistics", exc_info=True)
 
-    def _running_in_graph(self, x, loss):
-        """Keras' running-mean loss after this step, from its loss tracker
-        (the hooks that carry it run late on JAX); NaN elsewhere, where the
-        batch hooks report it."""
+    def _deferred_row(self, data, made):
+        """A kept step's row after its step number and phase: Keras' running
+        loss after the step, then the statistics (see `state.DeferredRows`)."""
+        x, y, sample_weight = data
+        y_pred, loss, masks, extra_terms, total, count = made
+        loss_state = None if total is None else (total, count)
+        packed = self._packed_row(x, y, y_pred, sample_weight, loss, masks, extra_terms)
+        running = ops.reshape(self._running_loss(x, loss, loss_state), (1,))
+        return ops.concatenate([running, packed])
+
+    def _packed_row(
+        self, x, y, y_pred, sample_weight, loss, masks=None, extra_terms=None
+    ):
+        """One step's statistics as one float32 vector; computed after the
+        step, with the outputs' `masks` and the step's `extra_terms`."""
+        if masks is not None:  # detached outputs lost theirs
+            for output, mask in zip(state.flatten(y_pred), masks, strict=True):
+                if mask is not None:
+                    set_mask(output, mask)
+        stats = self._collector.row(
+            x,
+            y,
+            y_pred,
+            sample_weight,
+            loss,
+            predictions=self.predictions,
+            extra_terms=extra_terms,
+        )
+        if self._collector.skipped and not self._skip_logged:
+            self._skip_logged = True
+            logger.info(
+                "lossguard skips the prediction range statistics of %s: a "
+                "float32 Keras softmax is a distribution by construction "
+                "(predictions='all' measures them anyway).",
+                ", ".join(self._collector.skipped),
+            )
+        return self._collector.pack(stats)
+
+    def _running_loss(self, x, loss, loss_state):
+        """Keras' running-mean loss after this step, from its loss tracker's
+        `(total, count)` before the step's update, where the hooks that
+        carry it lag the steps; NaN without them (the hooks report it)."""
         nan = ops.convert_to_tensor(float("nan"))
-        if not state.needs_carried_state():
-            return nan
-        tracker = state.loss_tracker(self._keras_model)
-        total = getattr(tracker, "total", None)
-        count = getattr(tracker, "count", None)
         inputs = keras.tree.flatten(x) if x is not None else []
-        if total is None or not inputs:
+        if loss_state is None or not inputs:
             return nan
+        total, count = loss_state[0], loss_state[1]
         try:  # Keras weighs each step's loss by its batch size
             n = ops.cast(ops.shape(inputs[0])[0], "float32")
             loss = ops.cast(loss, "float32")
@@ -469,7 +508,7 @@ class LossSanityCallback(FindingsCallback):
         state cannot race it; the end hooks run in a thread and lag the
         steps (Keras dispatches them asynchronously), so the steps are
         counted here too."""
-        if not state.needs_carried_state():
+        if not self._between_steps:
             return
         with self._lock:
             if not self._installed or phase in self._blind:
@@ -494,7 +533,7 @@ class LossSanityCallback(FindingsCallback):
             self._pending += steps
             self._expected += steps
             self._logs[phase] = logs or {}
-            if state.needs_carried_state():
+            if self._between_steps:
                 return  # read at the next begin hook, with the running loss
             self._running[phase].append(_scalar(logs, "loss"))
             if self._pending >= self._every:
@@ -539,8 +578,7 @@ class LossSanityCallback(FindingsCallback):
             self._unread = 0
         if not self._installed or (pending == 0 and logs is not None):
             return
-        state.sync(self._keras_model)
-        buffer = keras.ops.convert_to_numpy(self._buffer)
+        buffer = self._rows.numpy(self._keras_model)
         steps = buffer[:, 0]
         due = steps > self._seen
         if logs is not None and not carried:  # a block in the middle of a phase
@@ -572,7 +610,9 @@ class LossSanityCallback(FindingsCallback):
         now = time.perf_counter()
         if self.check_every == "auto" and self._last_read is not None and steps:
             per_step = (now - self._last_read) / steps
-            limit = max(1, self._capacity // 2)
+            # A buffer is read before it wraps around; kept steps are
+            # computed when they fill it (PyTorch), so a read may wait for all.
+            limit = max(1, self._capacity // (1 if self._rows.deferred else 2))
             if self.log_path:  # the log is flushed at reads
                 limit = min(limit, self.flush_every)
             self._every = int(min(limit, max(1, READ_EVERY_S / max(per_step, 1e-6))))
@@ -580,7 +620,7 @@ class LossSanityCallback(FindingsCallback):
 
     def _record_block(self, block):
         phases = block[:, 1].astype(int)
-        values = block[:, len(_HEADER) :]
+        values = block[:, len(state.HEADER) :]
         # A block holds train rows, or validation rows, or both (the reads at
         # the end of an epoch): in step order, each phase numbered on its own.
         for code in np.unique(phases):
@@ -591,7 +631,7 @@ class LossSanityCallback(FindingsCallback):
             self._steps[phase] += n
             running_col = (
                 block[phases == code, 2]
-                if state.needs_carried_state()
+                if self._between_steps
                 else self._running_column(phase, n)
             )
             before = self._train_rows
@@ -682,11 +722,9 @@ class LossSanityCallback(FindingsCallback):
     def _go_blind(self, phase, logs):
         """A step never called compute_loss: say so once per phase."""
         step = "train" if phase == "train" else "test"
-        if self._trace_error is not None:
-            reason = (
-                f"building its statistics failed "
-                f"({type(self._trace_error).__name__}: {self._trace_error})"
-            )
+        error = self._trace_error or self._rows.error
+        if error is not None:
+            reason = f"building its statistics failed ({type(error).__name__}: {error})"
         elif self._custom_step[step]:
             reason = (
                 f"{type(self._keras_model).__name__} overrides {step}_step and "

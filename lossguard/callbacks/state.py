@@ -24,12 +24,20 @@ backend is small and lives here:
 
 from __future__ import annotations
 
+import logging
+
 import keras
 import numpy as np
 from keras import ops
 
+logger = logging.getLogger("lossguard")
+
 #: The backends whose train and test steps lossguard watches.
 WATCHED = ("tensorflow", "jax", "torch")
+#: Each row starts with the step's number, its phase (0 train, 1 validation)
+#: and, where the batch hooks lag the steps (JAX), Keras' running loss after
+#: the step (NaN elsewhere: the hooks report it).
+HEADER = ("step", "phase", "running")
 #: The attribute of the loss tracker that holds the statistics while watched.
 ATTRIBUTE = "lossguard_step_stats"
 
@@ -47,8 +55,8 @@ class StepStats(keras.metrics.Metric):
         super().__init__(name="lossguard_step_stats")
         object.__setattr__(self, "_bound", ())
 
-    def bind(self, buffer, counter):
-        object.__setattr__(self, "_bound", (buffer, counter))
+    def bind(self, *variables):
+        object.__setattr__(self, "_bound", variables)
 
     def unbind(self):
         object.__setattr__(self, "_bound", ())
@@ -65,6 +73,261 @@ class StepStats(keras.metrics.Metric):
 
     def result(self):
         return {}
+
+
+class BufferRows:
+    """The rows in a buffer variable, written inside the step (TensorFlow,
+    JAX, and PyTorch when the step is compiled)."""
+
+    deferred = False
+    error = None
+
+    def __init__(self, model, capacity, width):
+        self.capacity = capacity
+        self.buffer, self.counter = create(model, capacity, width)
+
+    @property
+    def variables(self):
+        return (self.buffer, self.counter)
+
+    def write(self, row):
+        write_row(self.buffer, self.counter, row, self.capacity)
+
+    def numpy(self, model):
+        sync(model)
+        return ops.convert_to_numpy(self.buffer)
+
+
+class _Block:
+    """Kept steps that share their shapes: each input stacked, as it comes,
+    into preallocated storage (no allocation and no free per step)."""
+
+    __slots__ = ("skeleton", "phase", "stacks", "numbers", "room")
+
+    def __init__(self, skeleton, phase, leaves, room):
+        import torch
+
+        self.skeleton, self.phase, self.numbers, self.room = skeleton, phase, [], room
+        self.stacks = [
+            None
+            if t is None
+            else torch.empty((room, *t.shape), dtype=t.dtype, device=t.device)
+            for t in leaves
+        ]
+
+    def add(self, number, leaves):
+        at = len(self.numbers)
+        for stack, t in zip(self.stacks, leaves, strict=True):
+            if stack is not None:
+                stack[at].copy_(t)
+        self.numbers.append(number)
+
+
+class DeferredRows:
+    """PyTorch's eager steps: each step keeps the inputs of its statistics,
+    and the rows are computed in blocks, when the callback reads.
+
+    Eager, every op pays Python's dispatch, so the ~45 operations of a row
+    would cost about 1 ms on every step, however short. Kept instead (each
+    input copied into storage stacked by shape: a generator may reuse its
+    arrays, and the model's outputs carry autograd's graph), the steps that
+    share their shapes have their rows computed at once with
+    `torch.func.vmap`: the same operations, vectorised over the steps, one
+    dispatch each per block. A step whose inputs exceed `STEP_BYTES`, or
+    that holds something other than tensors in plain lists, tuples and
+    dicts, has its row computed in the step (as it always was); the stacks
+    hold at most `MAX_BYTES`, in at most `MAX_BLOCKS` shapes. Where
+    vectorising fails (an operation vmap cannot batch), the rows are
+    computed one by one; where that fails too, `error` says why and the rows
+    are missing (the callback goes blind, once, saying so).
+
+    Reads must come from the loop's thread (the callback reads between
+    steps): PyTorch's ops in Keras' hook thread would run beside the step
+    and compete with it for the same cores.
+
+    `compute(data, made)` returns one step's row after its number and phase
+    (written with `keras.ops`), from `data = (x, y, sample_weight)` and
+    what the step made of it, followed by the loss tracker's total and
+    count before the step (None without `loss_variables`).
+    """
+
+    deferred = True
+    variables = ()
+    #: A step above this many bytes of inputs is computed in the step.
+    STEP_BYTES = 4 << 20
+    #: The stacks of all shapes together hold at most this many bytes.
+    MAX_BYTES = 32 << 20
+    MAX_BLOCKS = 8
+
+    def __init__(self, capacity, width, compute, loss_variables=None):
+        self.capacity = capacity
+        self.error = None
+        self._compute = compute
+        # Keras' loss tracker (total, count), updated in place after each
+        # step: their values before it give the running loss after it.
+        self._loss_values = (None, None)
+        if loss_variables is not None:
+            self._loss_values = tuple(v.value for v in loss_variables)
+        self._table = np.zeros((capacity, width), "float32")
+        self._blocks = {}
+        self._count = 0
+        self._vectorise = True
+
+    def keep(self, data, made, training):
+        """In the step: keep this step's inputs (or compute its row)."""
+        import torch
+
+        self._count += 1
+        phase = 0.0 if training else 1.0
+        made = (*made, *self._loss_values)
+        leaves = flatten((data, made), strict=True)
+        key = None
+        if leaves is not None:
+            key = (phase, *(None if t is None else (t.shape, t.dtype) for t in leaves))
+        block = self._blocks.get(key)
+        if block is None:
+            block = self._new_block(key, (data, made), phase, leaves)
+            if block is None:  # computed in the step
+                rows = self._one_by_one([(data, made)])
+                self._write([self._count], phase, rows)
+                return
+        with torch.no_grad():
+            block.add(self._count, leaves)
+        if len(block.numbers) >= block.room:
+            self._flush(block)
+
+    def _new_block(self, key, structure, phase, leaves):
+        if leaves is None or not all(t is None or _is_torch(t) for t in leaves):
+            return None
+        size = sum(0 if t is None else t.numel() * t.element_size() for t in leaves)
+        if size > self.STEP_BYTES:
+            return None
+        if len(self._blocks) >= self.MAX_BLOCKS:  # new shapes: start over
+            self.numpy(None)
+            self._blocks.clear()
+        room = min(self.capacity, self.MAX_BYTES // self.MAX_BLOCKS // max(size, 1))
+        skeleton = rebuild(structure, iter([_LEAF] * len(leaves)))
+        block = _Block(skeleton, phase, leaves, max(room, 1))
+        self._blocks[key] = block
+        return block
+
+    def numpy(self, model):
+        """The rows so far (the kept steps computed now), like a buffer."""
+        for block in self._blocks.values():
+            if block.numbers:
+                self._flush(block)
+        return self._table.copy()
+
+    def _flush(self, block):
+        numbers, block.numbers = block.numbers, []
+        stacked = [None if s is None else s[: len(numbers)] for s in block.stacks]
+        rows = None
+        if len(numbers) > 1:
+            rows = self._vectorised(block.skeleton, stacked)
+        if rows is None:
+            rows = self._one_by_one(
+                rebuild(
+                    block.skeleton, iter([None if s is None else s[i] for s in stacked])
+                )
+                for i in range(len(numbers))
+            )
+        self._write(numbers, block.phase, rows)
+
+    def _vectorised(self, skeleton, stacked):
+        """The rows of steps with equal shapes, computed at once (or None)."""
+        if not self._vectorise:
+            return None
+        import torch
+
+        def row(*leaves):
+            return self._compute(*rebuild(skeleton, iter(leaves)))
+
+        try:
+            in_dims = tuple(None if leaf is None else 0 for leaf in stacked)
+            rows = torch.func.vmap(row, in_dims=in_dims)(*stacked)
+            return ops.convert_to_numpy(rows)
+        except Exception as error:  # noqa: BLE001 - computed one by one instead
+            self._vectorise = False
+            logger.info(
+                "lossguard computes its statistics step by step on this model: "
+                "torch.func.vmap cannot vectorise them (%s: %s).",
+                type(error).__name__,
+                error,
+            )
+            return None
+
+    def _one_by_one(self, steps):
+        """The rows of `(data, made)` steps, or None (`error` says why)."""
+        try:
+            rows = [ops.convert_to_numpy(self._compute(*parts)) for parts in steps]
+            return np.stack(rows)
+        except Exception as error:  # noqa: BLE001 - the rows are missing
+            self.error = error
+            logger.debug("lossguard could not compute its statistics", exc_info=True)
+            return None
+
+    def _write(self, numbers, phase, rows):
+        if rows is None:
+            return
+        slots = (np.asarray(numbers) - 1) % self.capacity
+        self._table[slots, 0] = numbers
+        self._table[slots, 1] = phase  # then the running loss: rows[:, 0]
+        self._table[slots, 2:] = rows
+
+
+#: A leaf's place in a block's skeleton (its structure without tensors).
+_LEAF = object()
+
+
+def _is_torch(value):
+    import torch
+
+    return isinstance(value, torch.Tensor)
+
+
+def flatten(structure, strict=False):
+    """The tensors (and Nones) of nested lists, tuples and dicts, in order.
+
+    Faster than `keras.tree.flatten` on PyTorch, where that walks torch's
+    pytrees: this runs on every eager step. A leaf of another kind is kept
+    as a leaf, or, with `strict`, makes the answer None.
+    """
+    leaves = []
+    stack = [structure]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list | tuple) and not hasattr(item, "_fields"):
+            stack.extend(reversed(item))
+        elif type(item) is dict:
+            stack.extend(item[key] for key in reversed(sorted(item, key=str)))
+        elif item is None or hasattr(item, "shape") or not strict:
+            leaves.append(item)
+        else:
+            return None
+    return leaves
+
+
+def rebuild(structure, leaves):
+    """`structure` with its leaves taken in order from the iterator `leaves`."""
+    if isinstance(structure, list | tuple) and not hasattr(structure, "_fields"):
+        return type(structure)(rebuild(item, leaves) for item in structure)
+    if type(structure) is dict:
+        rebuilt = {
+            key: rebuild(structure[key], leaves) for key in sorted(structure, key=str)
+        }
+        return {key: rebuilt[key] for key in structure}
+    return next(leaves)
+
+
+def rows_for(model, capacity, width, compute):
+    """Where the statistics of this model's steps go: a buffer written in
+    the step, or, where the steps are eager (PyTorch without
+    `jit_compile`), the steps' inputs, computed in blocks."""
+    if keras.backend.backend() == "torch" and not getattr(model, "jit_compile", False):
+        tracker = loss_tracker(model)
+        variables = None if tracker is None else (tracker.total, tracker.count)
+        return DeferredRows(capacity, width, compute, variables)
+    return BufferRows(model, capacity, width)
 
 
 def create(model, capacity, width):
@@ -92,17 +355,20 @@ def create(model, capacity, width):
     return buffer, counter
 
 
-def attach(model, buffer, counter):
+def attach(model, variables):
     """Put the variables into the state Keras carries; the host metric, or
-    None where the model has no loss tracker to carry them."""
+    None where the model has no loss tracker to carry them (or there are no
+    variables to carry)."""
     tracker = loss_tracker(model)
+    if not variables:
+        return None
     if tracker is None:
         return None
     host = getattr(tracker, ATTRIBUTE, None)
     if not isinstance(host, StepStats):
         host = StepStats()
         setattr(tracker, ATTRIBUTE, host)  # a Metric tracks it as a sub-metric
-    host.bind(buffer, counter)
+    host.bind(*variables)
     return host
 
 

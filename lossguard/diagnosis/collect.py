@@ -25,7 +25,7 @@ from lossguard.diagnosis.statistics import (
     output_statistics,
     stat_of,
 )
-from lossguard.keras_compat import layer_losses
+from lossguard.keras_compat import layer_losses, never_adds_losses
 
 logger = logging.getLogger("lossguard")
 
@@ -205,6 +205,7 @@ class BatchCollector:
         self.aux_layers = [
             layer for layer in getattr(model, "layers", []) if _may_add_loss(layer)
         ]
+        self._never_adds_losses = None
         self.keys = list(GLOBAL_KEYS)
         self.keys += [AUX_TERM.name + layer.name for layer in self.aux_layers]
         self.keys.append(AUX_TERM.name + "other")
@@ -231,18 +232,36 @@ class BatchCollector:
         self.specs = refined
         return changed
 
-    def row(self, x, y, y_pred, sample_weight, loss, predictions="all"):
+    def extra_terms(self):
+        """This step's extra loss terms: `model.losses`, and each watched
+        layer's own (read while the step runs)."""
+        if self._never_adds_losses is None:  # decided once it is built
+            self._never_adds_losses = (
+                bool(getattr(self.model, "built", False))
+                and never_adds_losses(self.model)
+            ) or None
+        if self._never_adds_losses:  # an eager step pays for the walk
+            return [], [[] for _ in self.aux_layers]
+        model_losses = list(self.model.losses)
+        by_layer = [layer_losses(layer, model_losses) for layer in self.aux_layers]
+        return model_losses, by_layer
+
+    def row(
+        self, x, y, y_pred, sample_weight, loss, predictions="all", extra_terms=None
+    ):
         """The batch's statistics as a dict of float32 scalar tensors.
 
         `predictions="auto"` skips the full-width prediction statistics of
         outputs that are a float32 Keras softmax (a distribution by
         construction; see `skipped`); `"all"` takes them everywhere.
+        `extra_terms`: what `extra_terms()` returned during the step, where
+        the row is computed after it (default: read now).
         """
         self.skipped = []
         self.refine(y_pred)
         stats = dict.fromkeys(self.keys, ops.convert_to_tensor(NAN))
         replicas = replicas_in_sync()
-        model_losses = list(self.model.losses)
+        model_losses, by_layer = extra_terms or self.extra_terms()
         terms = [ops.cast(ops.sum(t), "float32") for t in model_losses]
         aux = ops.sum(ops.stack(terms)) if terms else ops.convert_to_tensor(0.0)
         stats["aux_loss"] = aux
@@ -253,11 +272,8 @@ class BatchCollector:
         stats["loss"] = stats["data_loss"] + aux
         stats["x_nonfinite"] = _nonfinite_inputs(x)
         attributed = ops.convert_to_tensor(0.0)
-        for layer in self.aux_layers:
-            own = [
-                ops.cast(ops.sum(t), "float32")
-                for t in layer_losses(layer, model_losses)
-            ]
+        for layer, layer_terms in zip(self.aux_layers, by_layer, strict=True):
+            own = [ops.cast(ops.sum(t), "float32") for t in layer_terms]
             value = ops.sum(ops.stack(own)) if own else ops.convert_to_tensor(0.0)
             stats[AUX_TERM.name + layer.name] = value
             attributed = attributed + value

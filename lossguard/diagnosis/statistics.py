@@ -507,7 +507,12 @@ def _dense_label_rows(out, y2, sums, active, n_act, label_min):
     def none():
         return ops.convert_to_tensor([0.0, 0.0, -1.0]), ops.zeros_like(active)
 
-    packed, row_neg = ops.cond(label_min < 0, negatives, none)
+    if keras.backend.backend() == "torch":
+        # Eager: a branch would cost a device sync, and it cannot be
+        # vectorised over steps (torch.func.vmap); both give the same values.
+        packed, row_neg = negatives()
+    else:
+        packed, row_neg = ops.cond(label_min < 0, negatives, none)
     out["label_neg_share"] = packed[0]
     out["label_neg_row_share"] = packed[1]
     out["label_neg_first_row"] = packed[2]
