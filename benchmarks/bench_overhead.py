@@ -8,7 +8,9 @@ Two models, each with validation data:
 The variants of a model train in one process, alternating fits of a few
 epochs each; the first (tracing) epoch of every fit is dropped.
 Prints the median steady-state epoch and train-step times and their ratios
-to plain Keras, for the default callback and for `predictions="all"`.
+to plain Keras, for the default callback and for `predictions="all"`, and
+the median of the paired ratios (each epoch against plain Keras' epoch of
+the same round and number, run just before it: the machine's drift cancels).
 Both variants train with shuffle=False and with Python's garbage collector
 paused inside each timed fit: on a 2-core machine Keras' per-epoch reshuffle
 and a full collection of TensorFlow's objects each stall an epoch by 1-2.5 s
@@ -235,17 +237,22 @@ def measure(title, runs, train, validation, batch_size, args):
     )
     print(
         f"{'':28s} {'median':>8s} {'ratio':>6s} {'best':>8s} {'ratio':>6s} "
-        f"{'ms/step':>8s} {'ratio':>6s} {'us/step':>8s}"
+        f"{'paired':>6s} {'ms/step':>8s} {'ratio':>6s} {'us/step':>8s}"
     )
     for name, (_, callback) in runs.items():
         e = statistics.median(epochs[name])
         s = statistics.median(steps[name]) if steps[name] else float("nan")
         best = min(epochs[name])
         cost = 1e6 * (e - base_epoch) / n_steps
+        # Each epoch against plain Keras' epoch of the same round and number
+        # (they ran one after the other): robust to the machine's drift.
+        paired = statistics.median(
+            a / b for a, b in zip(epochs[name], epochs["keras"], strict=True)
+        )
         print(
             f"{name:28s} {e:8.3f} {e / base_epoch:6.3f} {best:8.3f} "
-            f"{best / base_best:6.3f} {1000 * s:8.3f} {s / base_step:6.3f} "
-            f"{cost:8.1f}"
+            f"{best / base_best:6.3f} {paired:6.3f} {1000 * s:8.3f} "
+            f"{s / base_step:6.3f} {cost:8.1f}"
         )
         if callback is not None:
             print(f"{'':28s} findings: {sorted(callback.report.codes) or 'none'}")

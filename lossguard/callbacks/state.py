@@ -102,7 +102,7 @@ class _Block:
     """Kept steps that share their shapes: each input stacked, as it comes,
     into preallocated storage (no allocation and no free per step)."""
 
-    __slots__ = ("skeleton", "phase", "stacks", "numbers", "room")
+    __slots__ = ("skeleton", "phase", "stacks", "slots", "numbers", "room")
 
     def __init__(self, skeleton, phase, leaves, room):
         import torch
@@ -114,12 +114,17 @@ class _Block:
             else torch.empty((room, *t.shape), dtype=t.dtype, device=t.device)
             for t in leaves
         ]
+        # Each step's place in every stack, made once (indexing a tensor
+        # is an op, on every step).
+        self.slots = [
+            [None if stack is None else stack[at] for stack in self.stacks]
+            for at in range(room)
+        ]
 
     def add(self, number, leaves):
-        at = len(self.numbers)
-        for stack, t in zip(self.stacks, leaves, strict=True):
-            if stack is not None:
-                stack[at].copy_(t)
+        for slot, t in zip(self.slots[len(self.numbers)], leaves, strict=True):
+            if slot is not None:
+                slot.copy_(t)
         self.numbers.append(number)
 
 
