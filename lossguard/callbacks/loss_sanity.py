@@ -610,9 +610,7 @@ class LossSanityCallback(FindingsCallback):
         now = time.perf_counter()
         if self.check_every == "auto" and self._last_read is not None and steps:
             per_step = (now - self._last_read) / steps
-            # A buffer is read before it wraps around; kept steps are
-            # computed when they fill it (PyTorch), so a read may wait for all.
-            limit = max(1, self._capacity // (1 if self._rows.deferred else 2))
+            limit = self._rows.read_every_max
             if self.log_path:  # the log is flushed at reads
                 limit = min(limit, self.flush_every)
             self._every = int(min(limit, max(1, READ_EVERY_S / max(per_step, 1e-6))))

@@ -84,6 +84,9 @@ class BufferRows:
 
     def __init__(self, model, capacity, width):
         self.capacity = capacity
+        #: The most steps between two reads (a read must come before the
+        #: buffer wraps around, with room for the steps a read may lag).
+        self.read_every_max = max(1, capacity // 2)
         self.buffer, self.counter = create(model, capacity, width)
 
     @property
@@ -168,12 +171,17 @@ class DeferredRows:
         self.capacity = capacity
         self.error = None
         self._compute = compute
+        # Blocks hold up to `capacity` steps; the computed rows wait in a
+        # table twice that size, so a read every `capacity` steps (and the
+        # steps a read may lag) never loses one.
+        self.read_every_max = capacity
+        self._held = 2 * capacity
         # Keras' loss tracker (total, count), updated in place after each
         # step: their values before it give the running loss after it.
         self._loss_values = (None, None)
         if loss_variables is not None:
             self._loss_values = tuple(v.value for v in loss_variables)
-        self._table = np.zeros((capacity, width), "float32")
+        self._table = np.zeros((self._held, width), "float32")
         self._blocks = {}
         self._count = 0
         self._vectorise = True
@@ -274,7 +282,7 @@ class DeferredRows:
     def _write(self, numbers, phase, rows):
         if rows is None:
             return
-        slots = (np.asarray(numbers) - 1) % self.capacity
+        slots = (np.asarray(numbers) - 1) % self._held
         self._table[slots, 0] = numbers
         self._table[slots, 1] = phase  # then the running loss: rows[:, 0]
         self._table[slots, 2:] = rows

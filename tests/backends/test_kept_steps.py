@@ -212,3 +212,34 @@ def test_without_vectorising_the_rows_are_computed_one_by_one(monkeypatch, caplo
     assert len(said) == 1 and "vmap refused" in said[0]
     _same_statistics(vectorised.history, one_by_one.history)
     assert one_by_one.report.get("NEGATIVE_LABELS").step == 2
+
+
+@pytest.mark.backends
+def test_a_small_capacity_loses_no_row(caplog):
+    """Reads come at most every few steps with capacity=4 (validation steps
+    included): every train and validation batch has its own row, and no
+    step's statistics are lost."""
+    x, y = _data(n=320)
+    y[7 * 32] = -y[7 * 32]  # train batch 7
+    cb = lossguard.LossSanityCallback(action="record", capacity=4)
+    model = _model()
+    with caplog.at_level(logging.WARNING, logger="lossguard"):
+        model.fit(
+            x,
+            y,
+            batch_size=32,
+            epochs=2,
+            verbose=0,
+            shuffle=False,
+            validation_data=_data(n=320, seed=1),
+            callbacks=[cb],
+        )
+    assert not [r for r in caplog.records if "lost" in r.getMessage()]
+    history = cb.history
+    assert history.groupby(["epoch", "phase"]).size().tolist() == [10, 10, 10, 10]
+    assert history.step.tolist() == 4 * list(range(10))
+    negative = history[history.label_min < 0]
+    assert list(zip(negative.epoch, negative.step, negative.phase, strict=True)) == [
+        (0, 7, "train"),
+        (1, 7, "train"),
+    ]
