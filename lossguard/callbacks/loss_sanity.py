@@ -417,7 +417,7 @@ class LossSanityCallback(FindingsCallback):
             phase = ops.convert_to_tensor(0.0 if training else 1.0)
             loss_state = None
             if tracker is not None and state.needs_carried_state():
-                loss_state = ops.stack([tracker.total, tracker.count])
+                loss_state = (tracker.total, tracker.count)
             running = self._running_loss(x, loss, loss_state)
             row = ops.concatenate([ops.stack([step, phase, running]), packed])
             self._rows.write(row)
@@ -473,7 +473,7 @@ class LossSanityCallback(FindingsCallback):
         inputs = keras.tree.flatten(x) if x is not None else []
         if loss_state is None or not inputs:
             return nan
-        total, count = loss_state[0], loss_state[1]
+        total, count = loss_state
         try:  # Keras weighs each step's loss by its batch size
             n = ops.cast(ops.shape(inputs[0])[0], "float32")
             loss = ops.cast(loss, "float32")

@@ -35,8 +35,8 @@ logger = logging.getLogger("lossguard")
 #: The backends whose train and test steps lossguard watches.
 WATCHED = ("tensorflow", "jax", "torch")
 #: Each row starts with the step's number, its phase (0 train, 1 validation)
-#: and, where the batch hooks lag the steps (JAX), Keras' running loss after
-#: the step (NaN elsewhere: the hooks report it).
+#: and, where the batch hooks lag the steps (JAX, PyTorch's kept steps),
+#: Keras' running loss after the step (NaN elsewhere: the hooks report it).
 HEADER = ("step", "phase", "running")
 #: The attribute of the loss tracker that holds the statistics while watched.
 ATTRIBUTE = "lossguard_step_stats"
@@ -216,7 +216,7 @@ class DeferredRows:
         if size > self.STEP_BYTES:
             return None
         if len(self._blocks) >= self.MAX_BLOCKS:  # new shapes: start over
-            self.numpy(None)
+            self._flush_all()
             self._blocks.clear()
         room = min(self.capacity, self.MAX_BYTES // self.MAX_BLOCKS // max(size, 1))
         skeleton = rebuild(structure, iter([_LEAF] * len(leaves)))
@@ -226,10 +226,13 @@ class DeferredRows:
 
     def numpy(self, model):
         """The rows so far (the kept steps computed now), like a buffer."""
+        self._flush_all()
+        return self._table.copy()
+
+    def _flush_all(self):
         for block in self._blocks.values():
             if block.numbers:
                 self._flush(block)
-        return self._table.copy()
 
     def _flush(self, block):
         numbers, block.numbers = block.numbers, []
@@ -372,9 +375,9 @@ def attach(model, variables):
     """Put the variables into the state Keras carries; the host metric, or
     None where the model has no loss tracker to carry them (or there are no
     variables to carry)."""
-    tracker = loss_tracker(model)
     if not variables:
         return None
+    tracker = loss_tracker(model)
     if tracker is None:
         return None
     host = getattr(tracker, ATTRIBUTE, None)

@@ -235,11 +235,8 @@ class BatchCollector:
     def extra_terms(self):
         """This step's extra loss terms: `model.losses`, and each watched
         layer's own (read while the step runs)."""
-        if self._never_adds_losses is None:  # decided once it is built
-            self._never_adds_losses = (
-                bool(getattr(self.model, "built", False))
-                and never_adds_losses(self.model)
-            ) or None
+        if self._never_adds_losses is None and getattr(self.model, "built", False):
+            self._never_adds_losses = never_adds_losses(self.model)  # once
         if self._never_adds_losses:  # an eager step pays for the walk
             return [], [[] for _ in self.aux_layers]
         model_losses = list(self.model.losses)
