@@ -4,12 +4,23 @@ the callback: what was found, normalised so backends can be compared.
 Imported by the tests on the backend they run on, and run as a script
 (`KERAS_BACKEND=jax python tests/backends/scenario.py`) to print the same
 result as JSON for another backend.
+
+A result is cached in pytest's cache under `cache_key(backend)`, a hash of
+every file of the lossguard package, this script and the versions of the
+packages the run depends on: `.ci/run` computes each backend's result once
+(the TensorFlow suite runs the other backends in subprocesses; the JAX and
+PyTorch runs after it find their own results and TensorFlow's there).
+`python -m pytest --cache-clear` computes them again.
 """
 
+import hashlib
+import importlib.metadata
 import json
 import math
 import re
+import sys
 import warnings
+from pathlib import Path
 
 import lossguard
 from lossguard.testing import FAULTS, tiny_seq2seq
@@ -87,6 +98,33 @@ def _value(value):
     if hasattr(value, "tolist"):
         return _value(value.tolist())
     return str(value)
+
+
+#: The packages whose versions a backend's result depends on.
+PACKAGES = {
+    "tensorflow": ("tensorflow", "tensorflow-cpu"),
+    "jax": ("jax", "jaxlib"),
+    "torch": ("torch",),
+}
+
+
+def cache_key(backend):
+    """Where `backend`'s result is cached: it changes with any file of the
+    package, this script, or a version of Python, Keras, NumPy or the
+    backend."""
+    here = Path(__file__).resolve()
+    package = here.parents[2] / "lossguard"
+    digest = hashlib.sha256(sys.version.encode())
+    files = sorted(p for p in package.rglob("*") if p.is_file() and p.suffix != ".pyc")
+    for path in [*files, here]:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    for name in ("keras", "numpy", *PACKAGES[backend]):
+        try:
+            version = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            version = "-"
+        digest.update(f"{name}={version};".encode())
+    return f"lossguard/scenario/{backend}/{digest.hexdigest()[:20]}"
 
 
 def every_fault():
