@@ -13,6 +13,7 @@ import pytest
 
 import lossguard
 from lossguard.keras_compat import get_mask
+from tests.backends.aligned import misaligned
 
 pytestmark = pytest.mark.backends
 BACKEND = keras.backend.backend()
@@ -167,3 +168,30 @@ def test_masks_reach_lossguard_on_every_backend():
     ids = np.array([[1, 2, 0, 0]] * 8)
     model.fit(ids, ids, batch_size=8, epochs=1, verbose=0)
     assert seen == {"attribute": BACKEND != "jax", "mask": True}
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="tf.data is TensorFlow's")
+def test_tensorflow_shares_a_generators_aligned_arrays():
+    """Keras trains a generator on TensorFlow through `tf.data.Dataset.
+    from_generator(...).prefetch(...)`; tf.data shares the memory of an
+    array aligned to 64 bytes (it copies any other): a generator that
+    refills the same arrays then changes batches already prefetched, and
+    the model trains on them (lossguard's rows show those batches)."""
+    import tensorflow as tf
+
+    changed = {}
+    for offset in (0, 16):
+        buffer = misaligned((32, 5), offset)
+
+        def batches(buffer=buffer):
+            for i in range(40):
+                buffer[:] = i
+                yield buffer
+
+        spec = tf.TensorSpec((32, 5), tf.float32)
+        data = tf.data.Dataset.from_generator(batches, output_signature=spec)
+        changed[offset] = 0
+        for i, batch in enumerate(data.prefetch(4)):
+            threading.Event().wait(0.002)  # the prefetch runs ahead
+            changed[offset] += int(not (batch.numpy() == i).all())
+    assert changed[0] > 0 and changed[16] == 0, changed
