@@ -412,14 +412,14 @@ class LossSanityCallback(FindingsCallback):
                 made = (y_pred, loss, masks, self._collector.extra_terms())
                 self._rows.keep((x, y, sample_weight), made, training)
                 return
-            packed = self._packed_row(x, y, y_pred, sample_weight, loss)
             step = ops.cast(self._rows.counter + 1, "float32")
             phase = ops.convert_to_tensor(0.0 if training else 1.0)
             loss_state = None
             if tracker is not None and state.needs_carried_state():
                 loss_state = (tracker.total, tracker.count)
             running = self._running_loss(x, loss, loss_state)
-            row = ops.concatenate([ops.stack([step, phase, running]), packed])
+            head = (step, phase, running)
+            row = self._packed_row(x, y, y_pred, sample_weight, loss, head=head)
             self._rows.write(row)
         except Exception as error:  # noqa: BLE001 - never break the user's fit
             # Eager, this runs on every step: a failure here costs lossguard
@@ -433,15 +433,17 @@ class LossSanityCallback(FindingsCallback):
         x, y, sample_weight = data
         y_pred, loss, masks, extra_terms, total, count = made
         loss_state = None if total is None else (total, count)
-        packed = self._packed_row(x, y, y_pred, sample_weight, loss, masks, extra_terms)
-        running = ops.reshape(self._running_loss(x, loss, loss_state), (1,))
-        return ops.concatenate([running, packed])
+        running = self._running_loss(x, loss, loss_state)
+        return self._packed_row(
+            x, y, y_pred, sample_weight, loss, masks, extra_terms, head=(running,)
+        )
 
     def _packed_row(
-        self, x, y, y_pred, sample_weight, loss, masks=None, extra_terms=None
+        self, x, y, y_pred, sample_weight, loss, masks=None, extra_terms=None, head=()
     ):
-        """One step's statistics as one float32 vector; computed after the
-        step, with the outputs' `masks` and the step's `extra_terms`."""
+        """One step's statistics as one float32 vector after the scalars
+        `head`; computed after the step, with the outputs' `masks` and the
+        step's `extra_terms`."""
         if masks is not None:  # detached outputs lost theirs
             for output, mask in zip(state.flatten(y_pred), masks, strict=True):
                 if mask is not None:
@@ -463,7 +465,7 @@ class LossSanityCallback(FindingsCallback):
                 "(predictions='all' measures them anyway).",
                 ", ".join(self._collector.skipped),
             )
-        return self._collector.pack(stats)
+        return self._collector.pack(stats, head)
 
     def _running_loss(self, x, loss, loss_state):
         """Keras' running-mean loss after this step, from its loss tracker's
@@ -830,8 +832,11 @@ def _end_of_data(error) -> bool:
 
 
 def _scalar(logs, key):
+    value = (logs or {}).get(key, math.nan)
+    if type(value) is float:  # Keras' logs, made Python numbers: every step
+        return value
     try:
-        return float(np.asarray((logs or {}).get(key, math.nan)))
+        return float(np.asarray(value))
     except (TypeError, ValueError):
         return math.nan
 

@@ -421,12 +421,15 @@ def write_row(buffer, counter, row, capacity):
             buffer.value.index_copy_(0, slot, row.detach().reshape(1, -1))
             counter.value.add_(1)
         return
+    value, count = getattr(buffer, "value", None), getattr(counter, "value", None)
+    if _in_place(value) and _in_place(count):  # TensorFlow, one replica
+        import tensorflow as tf
+
+        value.scatter_update(tf.IndexedSlices(row, counter % capacity))
+        count.assign_add(1)  # one op (Keras' own assign_add reads, adds, assigns)
+        return
     index = ops.expand_dims(ops.expand_dims(counter % capacity, 0), 0)
-    value = getattr(buffer, "value", None)
-    if _in_place(value):  # TensorFlow, one replica: write the row only
-        value.scatter_nd_update(index, ops.expand_dims(row, 0))
-    else:
-        buffer.assign(ops.scatter_update(buffer, index, ops.expand_dims(row, 0)))
+    buffer.assign(ops.scatter_update(buffer, index, ops.expand_dims(row, 0)))
     counter.assign_add(1)
 
 

@@ -72,6 +72,8 @@ def _nonfinite_inputs(x):
     ]
     if not flags:
         return ops.convert_to_tensor(0.0)
+    if len(flags) == 1:
+        return ops.cast(flags[0], "float32")
     return ops.cast(ops.any(ops.stack(flags)), "float32")
 
 
@@ -265,8 +267,13 @@ class BatchCollector:
         stats["aux_nonfinite"] = ops.cast(ops.logical_not(ops.isfinite(aux)), "float32")
         # Under tf.distribute Keras scales each replica's data loss by
         # 1/replicas (not the extra terms); undo it: this replica's own mean.
-        stats["data_loss"] = (ops.cast(loss, "float32") - aux) * replicas
-        stats["loss"] = stats["data_loss"] + aux
+        loss = ops.cast(loss, "float32")
+        if terms:
+            stats["data_loss"] = (loss - aux) * replicas
+            stats["loss"] = stats["data_loss"] + aux
+        else:  # the same values, with no operation on the step
+            stats["data_loss"] = loss * replicas if replicas > 1 else loss
+            stats["loss"] = stats["data_loss"]
         stats["x_nonfinite"] = _nonfinite_inputs(x)
         attributed = ops.convert_to_tensor(0.0)
         for layer, layer_terms in zip(self.aux_layers, by_layer, strict=True):
@@ -317,17 +324,19 @@ class BatchCollector:
                 )
         return stats
 
-    def pack(self, stats):
-        """The row as one float32 vector; under `tf.distribute` with several
-        replicas, the global batch's row (gathered from every replica)."""
-        packed = ops.stack([f32(stats[k]) for k in self.keys])
-        if replicas_in_sync() > 1:
-            import tensorflow as tf
+    def pack(self, stats, head=()):
+        """The row as one float32 vector, after the float32 scalars `head`;
+        under `tf.distribute` with several replicas, the global batch's row
+        (gathered from every replica)."""
+        values = [f32(stats[k]) for k in self.keys]
+        if replicas_in_sync() == 1:
+            return ops.stack([*head, *values])  # one op for the whole row
+        import tensorflow as tf
 
-            context = tf.distribute.get_replica_context()
-            gathered = context.all_gather(ops.expand_dims(packed, 0), axis=0)
-            packed = combine_replicas(gathered, self.keys)
-        return packed
+        context = tf.distribute.get_replica_context()
+        gathered = context.all_gather(ops.expand_dims(ops.stack(values), 0), axis=0)
+        packed = combine_replicas(gathered, self.keys)
+        return ops.concatenate([ops.stack(head), packed]) if head else packed
 
     def unpack(self, values) -> dict:
         return {k: float(v) for k, v in zip(self.keys, values, strict=True)}

@@ -144,20 +144,43 @@ def f32(x):
     return ops.cast(x, "float32")
 
 
+# A mask of rows is None where every row counts (no weights, Keras mask or
+# ignored class), and a count of rows is a Python float where the shapes are
+# known while tracing: a step then runs no operation for either.
+
+
 def _count(mask):
     return ops.sum(f32(mask))
 
 
 def _share(mask, total):
+    if isinstance(total, float):
+        return _count(mask) / max(total, 1.0)
     return _count(mask) / ops.maximum(total, 1.0)
 
 
+def _and(mask, other):
+    """`mask & other`, where `mask` may be None (every row)."""
+    return other if mask is None else ops.logical_and(mask, other)
+
+
+def _if_any(n, value):
+    """`value` where `n` rows count, else NaN."""
+    if isinstance(n, float):
+        return value if n > 0 else ops.convert_to_tensor(NAN)
+    return ops.where(n > 0, value, NAN)
+
+
 def _masked_min(x, mask, n):
-    return ops.where(n > 0, ops.min(ops.where(mask, x, _INF)), NAN)
+    if isinstance(n, float) and n <= 0:
+        return ops.convert_to_tensor(NAN)
+    return _if_any(n, ops.min(x if mask is None else ops.where(mask, x, _INF)))
 
 
 def _masked_max(x, mask, n):
-    return ops.where(n > 0, ops.max(ops.where(mask, x, -_INF)), NAN)
+    if isinstance(n, float) and n <= 0:
+        return ops.convert_to_tensor(NAN)
+    return _if_any(n, ops.max(x if mask is None else ops.where(mask, x, -_INF)))
 
 
 def _at_zero_or_one(p):
@@ -364,8 +387,8 @@ def output_statistics(
     rows = p2.shape[0] if p2.shape[0] is not None else ops.shape(p2)[0]
     weights, raw_weights = _token_weights(sample_weight, mask, p, rows)
     out = dict.fromkeys(OUTPUT_KEYS, ops.convert_to_tensor(NAN))
-    n_rows = f32(ops.shape(p2)[0])
-    active = ops.ones_like(p2[:, 0], dtype="bool")
+    n_rows = float(rows) if isinstance(rows, int) else f32(rows)
+    active = None  # every row
     if raw_weights is not None:
         out["weight_min"] = ops.min(raw_weights)
         out["weight_neg_share"] = _share(
@@ -385,14 +408,12 @@ def output_statistics(
     if spec.kind == "sparse":
         ids, fits = _fit_rows(ops.cast(y_true, "int32"), rows)
         if spec.ignore_class is not None:
-            active = ops.logical_and(active, ops.not_equal(ids, spec.ignore_class))
-        n_act = _count(active)
+            active = _and(active, ops.not_equal(ids, spec.ignore_class))
+        n_act = n_rows if active is None else _count(active)
         idf = f32(ids)
         out["label_min"] = _masked_min(idf, active, n_act)
         out["label_max"] = _masked_max(idf, active, n_act)
-        bad = ops.logical_and(
-            active, ops.logical_or(ops.less(ids, 0), ops.greater_equal(ids, k))
-        )
+        bad = _and(active, ops.logical_or(ops.less(ids, 0), ops.greater_equal(ids, k)))
         out["label_out_of_range_share"] = _share(bad, n_act)
         out["y_nonfinite"] = ops.convert_to_tensor(0.0)
         label_keys = ("label_min", "label_max", "label_out_of_range_share")
@@ -403,7 +424,7 @@ def output_statistics(
             )
     elif isinstance(k, int):
         y2, fits = _fit_rows(f32(y_true), rows, k)
-        n_act = _count(active)
+        n_act = n_rows if active is None else _count(active)
         label_min = _masked_min(ops.min(y2, axis=-1), active, n_act)
         out["label_min"] = label_min
         sums = ops.sum(y2, axis=-1)
@@ -417,10 +438,9 @@ def output_statistics(
             out["label_max"] = _masked_max(ops.max(y2, axis=-1), active, n_act)
             label_keys += ("label_max",)
             if spec.kind == "binary":
-                outside = ops.logical_and(
-                    ops.expand_dims(active, -1),
-                    ops.logical_or(ops.less(y2, 0.0), ops.greater(y2, 1.0)),
-                )
+                outside = ops.logical_or(ops.less(y2, 0.0), ops.greater(y2, 1.0))
+                if active is not None:
+                    outside = ops.logical_and(ops.expand_dims(active, -1), outside)
                 out["label_out_of_range_share"] = _share(outside, n_act * f32(k))
                 label_keys += ("label_out_of_range_share",)
         if predictions and spec.kind in ("categorical", "kl"):
@@ -428,8 +448,9 @@ def output_statistics(
         elif predictions and spec.kind == "binary":
             # A sigmoid output saturates on its own: any unit at exactly 0 or 1.
             saturated = ops.any(_at_zero_or_one(p2), axis=-1)
-    n_act = _count(active)
+    n_act = n_rows if active is None else _count(active)
     out["active_rows"] = n_act
+
     if predictions:
         # Row-wise reductions first (plain passes), masks on the rows after.
         out["pred_min"] = _masked_min(ops.min(p2, axis=-1), active, n_act)
@@ -440,12 +461,12 @@ def output_statistics(
             out["pred_sum_min"] = _masked_min(psums, active, n_act)
             out["pred_sum_max"] = _masked_max(psums, active, n_act)
     if saturated is not None:
-        out["pred_saturated_share"] = _share(ops.logical_and(active, saturated), n_act)
+        out["pred_saturated_share"] = _share(_and(active, saturated), n_act)
         label_keys += ("pred_saturated_share",)
     if ids is not None and rank == 2 and spec.kind in ("sparse", "categorical"):
         label_keys += _sequence_statistics(out, ids, active, n_act, inputs, rows, k)
     _where_fits(out, label_keys, fits)
-    return {key: f32(value) for key, value in out.items()}
+    return {key: f32(ops.convert_to_tensor(value)) for key, value in out.items()}
 
 
 def _sequence_statistics(out, ids, active, n_act, inputs, rows, k):
@@ -458,8 +479,8 @@ def _sequence_statistics(out, ids, active, n_act, inputs, rows, k):
     """
     ids = ops.cast(ids, "int32")
     pad = ops.equal(ids, 0)
-    out["pad_share"] = _share(ops.logical_and(active, pad), n_act)
-    real = ops.logical_and(active, ops.logical_not(pad))
+    out["pad_share"] = _share(_and(active, pad), n_act)
+    real = _and(active, ops.logical_not(pad))
     n_real = _count(real)
     shares = []
     for tokens in keras.tree.flatten(inputs) if inputs is not None else []:
@@ -494,10 +515,16 @@ def _input_ids(tokens, k):
 
 def _dense_label_rows(out, y2, sums, active, n_act, label_min):
     """Row sums, empty rows, and (only when a label is negative) where."""
-    n_entries = n_act * f32(ops.shape(y2)[-1])
+    width = y2.shape[-1]
+    if isinstance(n_act, float) and isinstance(width, int):
+        n_entries = n_act * width
+    else:
+        n_entries = n_act * f32(ops.shape(y2)[-1])
 
     def negatives():
-        neg = ops.logical_and(ops.expand_dims(active, -1), ops.less(y2, 0.0))
+        neg = ops.less(y2, 0.0)
+        if active is not None:
+            neg = ops.logical_and(ops.expand_dims(active, -1), neg)
         row_neg = ops.any(neg, axis=-1)
         first = ops.where(ops.any(row_neg), f32(ops.argmax(f32(row_neg))), -1.0)
         return ops.stack(
@@ -505,7 +532,7 @@ def _dense_label_rows(out, y2, sums, active, n_act, label_min):
         ), row_neg
 
     def none():
-        return ops.convert_to_tensor([0.0, 0.0, -1.0]), ops.zeros_like(active)
+        return ops.convert_to_tensor([0.0, 0.0, -1.0]), ops.zeros_like(sums, "bool")
 
     if keras.backend.backend() == "torch":
         # Eager: a branch would cost a device sync, and it cannot be
@@ -517,9 +544,9 @@ def _dense_label_rows(out, y2, sums, active, n_act, label_min):
     out["label_neg_row_share"] = packed[1]
     out["label_neg_first_row"] = packed[2]
     empty = ops.logical_and(
-        ops.logical_and(active, ops.equal(sums, 0.0)), ops.logical_not(row_neg)
+        _and(active, ops.equal(sums, 0.0)), ops.logical_not(row_neg)
     )
-    nonempty = ops.logical_and(active, ops.logical_not(empty))
+    nonempty = _and(active, ops.logical_not(empty))
     n_nonempty = _count(nonempty)
     out["label_empty_share"] = _share(empty, n_act)
     out["label_sum_min"] = _masked_min(sums, nonempty, n_nonempty)
