@@ -35,7 +35,9 @@ wall time is only its dispatch).
 (`--batches`/`--val-batches` size the seq2seq; the classifier runs 2,000 and
 500.) Reported per model: the median and best steady-state epoch, the
 median train step, their ratios to plain Keras, and lossguard's cost per
-step in microseconds (epoch difference / steps).
+step in microseconds (epoch difference / steps). On TensorFlow also the
+median call of the model's train function (`fn us`): the step alone, which
+carries lossguard's in-graph statistics, without any callback's hooks.
 """
 
 from __future__ import annotations
@@ -116,9 +118,34 @@ class EpochTimer(keras.callbacks.Callback):
 
 
 class Timer(EpochTimer):
-    """Epoch and train-step wall times, steady state only."""
+    """Epoch and train-step wall times, steady state only, and each call of
+    the model's train function (what lossguard adds inside the step, apart
+    from its batch hooks)."""
 
     async_safe = False
+
+    def __init__(self, epochs, steps, calls=None):
+        super().__init__(epochs, steps)
+        self.calls = calls if calls is not None else []
+
+    def on_train_begin(self, logs=None):
+        # After every other callback's (lossguard installs its step here).
+        self.inner = inner = self.model.train_function
+        calls = self.calls
+
+        def timed(*args):
+            start = time.perf_counter()
+            out = inner(*args)
+            if self.epoch > 0:
+                calls.append(time.perf_counter() - start)
+            return out
+
+        self.timed = timed
+        self.model.train_function = timed
+
+    def on_train_end(self, logs=None):
+        if self.model.train_function is self.timed:
+            self.model.train_function = self.inner
 
     def on_train_batch_begin(self, batch, logs=None):
         self.batch_start = time.perf_counter()
@@ -207,10 +234,13 @@ def measure(title, runs, train, validation, batch_size, args):
     x, y = train
     epochs = {name: [] for name in runs}
     steps = {name: [] for name in runs}
+    calls = {name: [] for name in runs}
     for _ in range(args.rounds):
         for name, (model, callback) in runs.items():
-            clock = Timer if keras.backend.backend() == "tensorflow" else EpochTimer
-            timer = clock(epochs[name], steps[name])
+            if keras.backend.backend() == "tensorflow":
+                timer = Timer(epochs[name], steps[name], calls[name])
+            else:
+                timer = EpochTimer(epochs[name], steps[name])
             # A full collection of TensorFlow's object graph takes ~1 s and
             # lands in random epochs of either variant: collect first, then
             # keep it out of the timed fit.
@@ -231,18 +261,21 @@ def measure(title, runs, train, validation, batch_size, args):
     base_epoch = statistics.median(epochs["keras"])
     base_step = statistics.median(steps["keras"]) if steps["keras"] else float("nan")
     base_best = min(epochs["keras"])
+    base_call = statistics.median(calls["keras"]) if calls["keras"] else float("nan")
     print(
         f"{title}; medians of {len(epochs['keras'])} steady-state epochs and "
         f"{len(steps['keras'])} steps per variant"
     )
     print(
         f"{'':28s} {'median':>8s} {'ratio':>6s} {'best':>8s} {'ratio':>6s} "
-        f"{'paired':>6s} {'ms/step':>8s} {'ratio':>6s} {'us/step':>8s}"
+        f"{'paired':>6s} {'ms/step':>8s} {'ratio':>6s} {'us/step':>8s} "
+        f"{'fn us':>7s} {'ratio':>6s}"
     )
     for name, (_, callback) in runs.items():
         e = statistics.median(epochs[name])
         s = statistics.median(steps[name]) if steps[name] else float("nan")
         best = min(epochs[name])
+        call = statistics.median(calls[name]) if calls[name] else float("nan")
         cost = 1e6 * (e - base_epoch) / n_steps
         # Each epoch against plain Keras' epoch of the same round and number
         # (they ran one after the other): robust to the machine's drift.
@@ -252,7 +285,8 @@ def measure(title, runs, train, validation, batch_size, args):
         print(
             f"{name:28s} {e:8.3f} {e / base_epoch:6.3f} {best:8.3f} "
             f"{best / base_best:6.3f} {paired:6.3f} {1000 * s:8.3f} "
-            f"{s / base_step:6.3f} {cost:8.1f}"
+            f"{s / base_step:6.3f} {cost:8.1f} {1e6 * call:7.1f} "
+            f"{call / base_call:6.3f}"
         )
         if callback is not None:
             print(f"{'':28s} findings: {sorted(callback.report.codes) or 'none'}")
