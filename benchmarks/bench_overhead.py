@@ -6,11 +6,15 @@ Two models, each with validation data:
 - `seq2seq`: encoder-decoder LSTM 128, vocab 8000, 20 steps, batch 64,
   frozen 50-d embedding, sparse targets: about 120 ms a step.
 The variants of a model train in one process, alternating fits of a few
-epochs each; the first (tracing) epoch of every fit is dropped.
+epochs each; the first (tracing) epoch of every fit is dropped. With
+`--epochs 1` each variant is fitted once untimed (it traces) and then the
+variants alternate one-epoch fits, every one timed: the finest alternation,
+which the machine's drift between minutes disturbs least.
 Prints the median steady-state epoch and train-step times and their ratios
 to plain Keras, for the default callback and for `predictions="all"`, and
 the median of the paired ratios (each epoch against plain Keras' epoch of
-the same round and number, run just before it: the machine's drift cancels).
+the same round and number, run next to it: the machine's drift cancels).
+The variants run in turn, every other round in reverse order.
 Both variants train with shuffle=False and with Python's garbage collector
 paused inside each timed fit: on a 2-core machine Keras' per-epoch reshuffle
 and a full collection of TensorFlow's objects each stall an epoch by 1-2.5 s
@@ -103,13 +107,15 @@ class EpochTimer(keras.callbacks.Callback):
     dispatch of the batch hooks on (JAX, PyTorch)."""
 
     async_safe = True
+    #: The first epoch a fit times (epoch 0 of a model's first fit traces).
+    first = 1
 
     def __init__(self, epochs, steps):
         super().__init__()
         self.epochs, self.steps = epochs, steps
 
     def on_epoch_end(self, epoch, logs=None):
-        if epoch > 0:  # epoch 0 traces the train function
+        if epoch >= self.first:
             self.epochs.append(time.perf_counter() - self.epoch_start)
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -136,7 +142,7 @@ class Timer(EpochTimer):
         def timed(*args):
             start = time.perf_counter()
             out = inner(*args)
-            if self.epoch > 0:
+            if self.epoch >= self.first:
                 calls.append(time.perf_counter() - start)
             return out
 
@@ -151,7 +157,7 @@ class Timer(EpochTimer):
         self.batch_start = time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.epoch > 0:
+        if self.epoch >= self.first:
             self.steps.append(time.perf_counter() - self.batch_start)
 
 
@@ -235,12 +241,29 @@ def measure(title, runs, train, validation, batch_size, args):
     epochs = {name: [] for name in runs}
     steps = {name: [] for name in runs}
     calls = {name: [] for name in runs}
-    for _ in range(args.rounds):
-        for name, (model, callback) in runs.items():
+    first = 1
+    if args.epochs == 1:  # one-epoch fits, alternating: trace once, untimed
+        first = 0
+        for model, callback in runs.values():
+            model.fit(
+                x,
+                y,
+                batch_size=batch_size,
+                epochs=1,
+                verbose=0,
+                validation_data=validation,
+                callbacks=[callback] if callback is not None else [],
+            )
+    for round_ in range(args.rounds):
+        # Every other round in reverse: a fit's place in the round (the
+        # machine warmer, or slower, after another fit) evens out.
+        order = list(runs.items())[:: -1 if round_ % 2 else 1]
+        for name, (model, callback) in order:
             if keras.backend.backend() == "tensorflow":
                 timer = Timer(epochs[name], steps[name], calls[name])
             else:
                 timer = EpochTimer(epochs[name], steps[name])
+            timer.first = first
             # A full collection of TensorFlow's object graph takes ~1 s and
             # lands in random epochs of either variant: collect first, then
             # keep it out of the timed fit.
