@@ -9,12 +9,18 @@ same batches: no callback hooks, no epoch ends, no reads, so what is left is
 the step itself. Prints each function's median call and its median paired
 difference to plain Keras in microseconds.
 
-    python benchmarks/bench_step_parts.py [--rounds 40] [--steps 300]
+With `--in-fit` the same three variants are timed inside `fit` instead: each
+round fits every variant for one epoch of `--steps` batches (no validation),
+every other round in reverse order, and a callback times each call of the
+model's train function (not the batch hooks); the medians are per fit.
+
+    python benchmarks/bench_step_parts.py [--rounds 40] [--steps 300] [--in-fit]
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import statistics
 import time
@@ -22,6 +28,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ["KERAS_BACKEND"] = "tensorflow"
 
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from bench_overhead import build_classifier  # noqa: E402
@@ -37,8 +44,8 @@ def _zeros(self, *step, masks=None, extra_terms=None, head=()):
     return ops.concatenate([ops.stack(head), ops.zeros((width,), "float32")])
 
 
-def traced(x, y, statistics_too):
-    """The train function lossguard traces (fitted once, then kept)."""
+def watched(x, y, statistics_too):
+    """A model fitted once with the callback (its train function traced)."""
     real = loss_sanity.LossSanityCallback._packed_row
     if not statistics_too:
         loss_sanity.LossSanityCallback._packed_row = _zeros
@@ -48,23 +55,87 @@ def traced(x, y, statistics_too):
         model.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[watch])
     finally:
         loss_sanity.LossSanityCallback._packed_row = real
-    return watch._graph["train"]
+    return model, watch
+
+
+class CallTimer(keras.callbacks.Callback):
+    """Times each call of the model's train function during a fit (after
+    every other callback's `on_train_begin`: lossguard installs its own)."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def on_train_begin(self, logs=None):
+        self.inner = inner = self.model.train_function
+
+        def timed(*args):
+            start = time.perf_counter()
+            out = inner(*args)
+            self.calls.append(time.perf_counter() - start)
+            return out
+
+        self.timed = timed
+        self.model.train_function = timed
+
+    def on_train_end(self, logs=None):
+        if self.model.train_function is self.timed:
+            self.model.train_function = self.inner
+
+
+def in_fit(x, y, args):
+    """Median train-function call (µs) of each fit, per variant."""
+    plain = build_classifier(0)
+    plain.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    variants = {"keras": (plain, [])}
+    for name, statistics_too in (("lossguard", True), ("write only", False)):
+        model, watch = watched(x, y, statistics_too)
+        variants[name] = (model, [watch])
+    n = 32 * args.steps
+    times = {name: [] for name in variants}
+    names = list(variants)
+    for r in range(args.rounds):
+        for name in names if r % 2 == 0 else names[::-1]:
+            model, callbacks = variants[name]
+            timer = CallTimer()
+            gc.collect()
+            gc.disable()
+            model.fit(
+                x[:n],
+                y[:n],
+                batch_size=32,
+                epochs=1,
+                verbose=0,
+                shuffle=False,
+                callbacks=[*callbacks, timer],
+            )
+            gc.enable()
+            times[name].append(1e6 * statistics.median(timer.calls))
+    return times
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--in-fit", action="store_true")
     args = parser.parse_args(argv)
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(32 * 200, 20)).astype("float32")
-    y = rng.integers(0, 10, 32 * 200)
+    size = max(200, args.steps)
+    x = rng.normal(size=(32 * size, 20)).astype("float32")
+    y = rng.integers(0, 10, 32 * size)
+    if args.in_fit:
+        report(
+            in_fit(x, y, args),
+            f"inside fit, {args.rounds} one-epoch fits of {args.steps} steps each",
+        )
+        return
     plain = build_classifier(0)
     plain.fit(x, y, batch_size=32, epochs=1, verbose=0)
     functions = {
         "keras": plain.train_function,
-        "lossguard": traced(x, y, statistics_too=True),
-        "write only": traced(x, y, statistics_too=False),
+        "lossguard": watched(x, y, statistics_too=True)[1]._graph["train"],
+        "write only": watched(x, y, statistics_too=False)[1]._graph["train"],
     }
     batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(32).repeat()
     iterators = {name: iter(batches) for name in functions}
@@ -77,9 +148,13 @@ def main(argv=None):
             for _ in range(args.steps):
                 function(iterator)
             times[name].append(1e6 * (time.perf_counter() - start) / args.steps)
-    print(f"train function calls, {args.rounds} blocks of {args.steps} each")
+    report(times, f"alone, {args.rounds} blocks of {args.steps} calls each")
+
+
+def report(times, how):
+    print(f"train function calls, {how}")
     print(f"{'':12s} {'median us':>10s} {'paired diff us':>15s}")
-    for name in names:
+    for name in times:
         diff = statistics.median(
             a - b for a, b in zip(times[name], times["keras"], strict=True)
         )
