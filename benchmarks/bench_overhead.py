@@ -107,12 +107,12 @@ class EpochTimer(keras.callbacks.Callback):
     dispatch of the batch hooks on (JAX, PyTorch)."""
 
     async_safe = True
-    #: The first epoch a fit times (epoch 0 of a model's first fit traces).
-    first = 1
 
-    def __init__(self, epochs, steps):
+    def __init__(self, epochs, steps, first=1):
         super().__init__()
         self.epochs, self.steps = epochs, steps
+        #: The first epoch a fit times (epoch 0 of a model's first fit traces).
+        self.first = first
 
     def on_epoch_end(self, epoch, logs=None):
         if epoch >= self.first:
@@ -130,8 +130,8 @@ class Timer(EpochTimer):
 
     async_safe = False
 
-    def __init__(self, epochs, steps, calls=None):
-        super().__init__(epochs, steps)
+    def __init__(self, epochs, steps, calls=None, first=1):
+        super().__init__(epochs, steps, first)
         self.calls = calls if calls is not None else []
 
     def on_train_begin(self, logs=None):
@@ -260,10 +260,9 @@ def measure(title, runs, train, validation, batch_size, args):
         order = list(runs.items())[:: -1 if round_ % 2 else 1]
         for name, (model, callback) in order:
             if keras.backend.backend() == "tensorflow":
-                timer = Timer(epochs[name], steps[name], calls[name])
+                timer = Timer(epochs[name], steps[name], calls[name], first)
             else:
-                timer = EpochTimer(epochs[name], steps[name])
-            timer.first = first
+                timer = EpochTimer(epochs[name], steps[name], first)
             # A full collection of TensorFlow's object graph takes ~1 s and
             # lands in random epochs of either variant: collect first, then
             # keep it out of the timed fit.

@@ -11,8 +11,9 @@ difference to plain Keras in microseconds.
 
 With `--in-fit` the same three variants are timed inside `fit` instead: each
 round fits every variant for one epoch of `--steps` batches (no validation),
-every other round in reverse order, and a callback times each call of the
-model's train function (not the batch hooks); the medians are per fit.
+every other round in reverse order, and `bench_overhead.Timer` times each
+call of the model's train function (not the batch hooks); the medians are
+per fit.
 
     python benchmarks/bench_step_parts.py [--rounds 40] [--steps 300] [--in-fit]
 """
@@ -28,10 +29,9 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ["KERAS_BACKEND"] = "tensorflow"
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from bench_overhead import build_classifier  # noqa: E402
+from bench_overhead import Timer, build_classifier  # noqa: E402
 from keras import ops  # noqa: E402
 
 import lossguard  # noqa: E402
@@ -58,31 +58,6 @@ def watched(x, y, statistics_too):
     return model, watch
 
 
-class CallTimer(keras.callbacks.Callback):
-    """Times each call of the model's train function during a fit (after
-    every other callback's `on_train_begin`: lossguard installs its own)."""
-
-    def __init__(self):
-        super().__init__()
-        self.calls = []
-
-    def on_train_begin(self, logs=None):
-        self.inner = inner = self.model.train_function
-
-        def timed(*args):
-            start = time.perf_counter()
-            out = inner(*args)
-            self.calls.append(time.perf_counter() - start)
-            return out
-
-        self.timed = timed
-        self.model.train_function = timed
-
-    def on_train_end(self, logs=None):
-        if self.model.train_function is self.timed:
-            self.model.train_function = self.inner
-
-
 def in_fit(x, y, args):
     """Median train-function call (µs) of each fit, per variant."""
     plain = build_classifier(0)
@@ -97,7 +72,9 @@ def in_fit(x, y, args):
     for r in range(args.rounds):
         for name in names if r % 2 == 0 else names[::-1]:
             model, callbacks = variants[name]
-            timer = CallTimer()
+            calls = []
+            # Each train-function call, hooks aside; every epoch (traced before).
+            timer = Timer([], [], calls, first=0)
             gc.collect()
             gc.disable()
             model.fit(
@@ -110,7 +87,7 @@ def in_fit(x, y, args):
                 callbacks=[*callbacks, timer],
             )
             gc.enable()
-            times[name].append(1e6 * statistics.median(timer.calls))
+            times[name].append(1e6 * statistics.median(calls))
     return times
 
 

@@ -164,23 +164,20 @@ def _and(mask, other):
     return other if mask is None else ops.logical_and(mask, other)
 
 
-def _if_any(n, value):
-    """`value` where `n` rows count, else NaN."""
+def _if_any(n, compute):
+    """`compute()` where `n` rows count, else NaN (not computed where `n`
+    is known to be 0: a reduction over no rows)."""
     if isinstance(n, float):
-        return value if n > 0 else ops.convert_to_tensor(NAN)
-    return ops.where(n > 0, value, NAN)
+        return compute() if n > 0 else ops.convert_to_tensor(NAN)
+    return ops.where(n > 0, compute(), NAN)
 
 
 def _masked_min(x, mask, n):
-    if isinstance(n, float) and n <= 0:
-        return ops.convert_to_tensor(NAN)
-    return _if_any(n, ops.min(x if mask is None else ops.where(mask, x, _INF)))
+    return _if_any(n, lambda: ops.min(x if mask is None else ops.where(mask, x, _INF)))
 
 
 def _masked_max(x, mask, n):
-    if isinstance(n, float) and n <= 0:
-        return ops.convert_to_tensor(NAN)
-    return _if_any(n, ops.max(x if mask is None else ops.where(mask, x, -_INF)))
+    return _if_any(n, lambda: ops.max(x if mask is None else ops.where(mask, x, -_INF)))
 
 
 def _at_zero_or_one(p):
@@ -397,6 +394,7 @@ def output_statistics(
         out["weight_nonfinite"] = _nonfinite(ops.sum(raw_weights))
     if weights is not None:
         active = ops.not_equal(weights, 0.0)
+    n_act = n_rows if active is None else _count(active)
     out["rows"] = n_rows
     out["time_steps"] = (
         f32(ops.shape(p)[1]) if rank >= 2 else ops.convert_to_tensor(1.0)
@@ -409,7 +407,7 @@ def output_statistics(
         ids, fits = _fit_rows(ops.cast(y_true, "int32"), rows)
         if spec.ignore_class is not None:
             active = _and(active, ops.not_equal(ids, spec.ignore_class))
-        n_act = n_rows if active is None else _count(active)
+            n_act = _count(active)
         idf = f32(ids)
         out["label_min"] = _masked_min(idf, active, n_act)
         out["label_max"] = _masked_max(idf, active, n_act)
@@ -424,7 +422,6 @@ def output_statistics(
             )
     elif isinstance(k, int):
         y2, fits = _fit_rows(f32(y_true), rows, k)
-        n_act = n_rows if active is None else _count(active)
         label_min = _masked_min(ops.min(y2, axis=-1), active, n_act)
         out["label_min"] = label_min
         sums = ops.sum(y2, axis=-1)
@@ -448,9 +445,7 @@ def output_statistics(
         elif predictions and spec.kind == "binary":
             # A sigmoid output saturates on its own: any unit at exactly 0 or 1.
             saturated = ops.any(_at_zero_or_one(p2), axis=-1)
-    n_act = n_rows if active is None else _count(active)
     out["active_rows"] = n_act
-
     if predictions:
         # Row-wise reductions first (plain passes), masks on the rows after.
         out["pred_min"] = _masked_min(ops.min(p2, axis=-1), active, n_act)
