@@ -93,8 +93,18 @@ class BufferRows:
     def variables(self):
         return (self.buffer, self.counter)
 
-    def write(self, row):
-        write_row(self.buffer, self.counter, row, self.capacity)
+    def steps_so_far(self):
+        """The step counter's value, read once in the step: the row's
+        number (this value + 1) and its slot both come from it."""
+        if keras.backend.backend() == "tensorflow":  # read: the value, not
+            import tensorflow as tf  # the variable (each use would read it)
+
+            return tf.convert_to_tensor(self.counter.value)
+        return ops.convert_to_tensor(self.counter)
+
+    def write(self, row, steps):
+        """Write `row` at the slot after `steps` (`steps_so_far()`)."""
+        write_row(self.buffer, self.counter, row, self.capacity, steps)
 
     def numpy(self, model):
         sync(model)
@@ -410,8 +420,9 @@ def sync(model):
             sync_state()
 
 
-def write_row(buffer, counter, row, capacity):
-    """Write `row` at the counter's slot and count the step (in the step)."""
+def write_row(buffer, counter, row, capacity, steps=None):
+    """Write `row` at the counter's slot and count the step (in the step);
+    `steps`: the counter's value, where the step has read it already."""
     backend = keras.backend.backend()
     if backend == "torch":  # eager: write the row in place, on the device
         import torch
@@ -425,10 +436,12 @@ def write_row(buffer, counter, row, capacity):
     if _in_place(value) and _in_place(count):  # TensorFlow, one replica
         import tensorflow as tf
 
-        value.scatter_update(tf.IndexedSlices(row, counter % capacity))
+        slot = (counter if steps is None else steps) % capacity
+        value.scatter_update(tf.IndexedSlices(row, slot))
         count.assign_add(1)  # one op (Keras' own assign_add reads, adds, assigns)
         return
-    index = ops.expand_dims(ops.expand_dims(counter % capacity, 0), 0)
+    slot = (counter if steps is None else steps) % capacity
+    index = ops.expand_dims(ops.expand_dims(slot, 0), 0)
     buffer.assign(ops.scatter_update(buffer, index, ops.expand_dims(row, 0)))
     counter.assign_add(1)
 

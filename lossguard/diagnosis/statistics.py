@@ -155,6 +155,8 @@ def _count(mask):
 
 def _share(mask, total):
     if isinstance(total, float):
+        if total >= 1 and _size(mask) == total:  # one op: the mean
+            return ops.mean(f32(mask))
         return _count(mask) / max(total, 1.0)
     return _count(mask) / ops.maximum(total, 1.0)
 
@@ -317,6 +319,8 @@ def _fit_rows(x, rows, width=None, fill=0.0):
     total = rows if width is None else rows * width
     fits = _equal(_size(x), total)
     shape = (-1,) if width is None else (-1, width)
+    if fits is True and tuple(x.shape) == ((rows,) if width is None else (rows, width)):
+        return x, fits  # already laid out: no reshape in the step
     empty = (rows,) if width is None else (rows, width)
     view = _select(
         fits, lambda: ops.reshape(x, shape), lambda: ops.full(empty, fill, x.dtype)
@@ -404,7 +408,10 @@ def output_statistics(
 
     ids, saturated, label_keys, fits = None, None, (), True
     if spec.kind == "sparse":
-        ids, fits = _fit_rows(ops.cast(y_true, "int32"), rows)
+        ids = y_true  # int32 and int64 ids are compared as they are
+        if keras.backend.standardize_dtype(ids.dtype) not in ("int32", "int64"):
+            ids = ops.cast(ids, "int32")
+        ids, fits = _fit_rows(ids, rows)
         if spec.ignore_class is not None:
             active = _and(active, ops.not_equal(ids, spec.ignore_class))
             n_act = _count(active)
