@@ -5,8 +5,14 @@ Two models, each with validation data:
   step on a CPU, where any fixed per-batch cost of lossguard would show;
 - `seq2seq`: encoder-decoder LSTM 128, vocab 8000, 20 steps, batch 64,
   frozen 50-d embedding, sparse targets: about 120 ms a step.
-The variants of a model train in one process, alternating fits of a few
-epochs each; the first (tracing) epoch of every fit is dropped. With
+The variants of a model train in one process, on one model instance,
+alternating fits of a few epochs each; the first (tracing) epoch of every
+fit is dropped. One instance, because on this CPU two models built alike
+differ by up to 4% a step (the placement of their weights and optimizer
+slots in memory): measured on separate instances, that difference, not
+lossguard's, decided single runs. Plain Keras' fits get back the train and
+test functions they traced (the callback removes its own at the end of its
+fit), so nothing retraces. With
 `--epochs 1` each variant is fitted once untimed (it traces) and then the
 variants alternate one-epoch fits, every one timed: the finest alternation,
 which the machine's drift between minutes disturbs least.
@@ -169,6 +175,7 @@ def main(argv=None):
     parser.add_argument("--batches", type=int, default=30)
     parser.add_argument("--val-batches", type=int, default=8)
     parser.add_argument("--backend", choices=(*BACKENDS, "all"))
+    parser.add_argument("--instances", type=int, default=3)
     args = parser.parse_args(argv)
     if args.backend == "all":
         given = list(argv if argv is not None else sys.argv[1:])
@@ -192,14 +199,12 @@ def main(argv=None):
             return rng.normal(size=(n, 20)).astype("float32"), rng.integers(0, 10, n)
 
         runs = {
-            "keras": (build_classifier(0), None),
-            "lossguard": (
-                build_classifier(0),
-                lossguard.LossSanityCallback(action="record"),
-            ),
+            "keras": None,
+            "lossguard": lambda: lossguard.LossSanityCallback(action="record"),
         }
         measure(
             "classifier 20-64-10, batch 32, 2000 steps/epoch + 500 validation",
+            build_classifier(0),
             runs,
             data(32 * 2000),
             data(32 * 500),
@@ -218,16 +223,16 @@ def main(argv=None):
             return x, rng.integers(1, VOCAB, (n, STEPS))
 
         runs = {
-            "keras": (build(0), None),
-            "lossguard": (build(0), lossguard.LossSanityCallback(action="record")),
-            "lossguard predictions='all'": (
-                build(0),
-                lossguard.LossSanityCallback(action="record", predictions="all"),
+            "keras": None,
+            "lossguard": lambda: lossguard.LossSanityCallback(action="record"),
+            "lossguard predictions='all'": lambda: lossguard.LossSanityCallback(
+                action="record", predictions="all"
             ),
         }
         measure(
             f"seq2seq vocab {VOCAB}, {STEPS} steps, batch {BATCH}, LSTM {UNITS}, "
             f"{args.batches} batches/epoch + {args.val_batches} validation",
+            build(0),
             runs,
             data(args.batches),
             data(args.val_batches) if args.val_batches else None,
@@ -236,49 +241,66 @@ def main(argv=None):
         )
 
 
-def measure(title, runs, train, validation, batch_size, args):
+class Instance:
+    """One variant's own traced step functions: plain Keras' (kept here,
+    given back before each of its fits) or a callback's (it keeps them)."""
+
+    def __init__(self, name, make_callback):
+        self.name = name
+        self.callback = make_callback() if make_callback else None
+        self.functions = (None, None)  # None: Keras traces them at the fit
+
+    def fit(self, model, x, y, callbacks, **kwargs):
+        if self.callback is None:
+            model.train_function, model.test_function = self.functions
+        else:  # the callback installs its own (traced at its first fit)
+            callbacks = [self.callback, *callbacks]
+        model.fit(x, y, callbacks=callbacks, **kwargs)
+        if self.callback is None:
+            self.functions = (model.train_function, model.test_function)
+
+
+def measure(title, model, runs, train, validation, batch_size, args):
+    """Time `runs` (name -> a callback factory, None for plain Keras) on
+    `model`, `args.instances` traced instances of each, alternating."""
     x, y = train
     epochs = {name: [] for name in runs}
     steps = {name: [] for name in runs}
     calls = {name: [] for name in runs}
+    instances = [
+        [Instance(name, make) for name, make in runs.items()]
+        for _ in range(args.instances)
+    ]
     first = 1
+    fit = {
+        "batch_size": batch_size,
+        "verbose": 0,
+        "validation_data": validation,
+    }
     if args.epochs == 1:  # one-epoch fits, alternating: trace once, untimed
         first = 0
-        for model, callback in runs.values():
-            model.fit(
-                x,
-                y,
-                batch_size=batch_size,
-                epochs=1,
-                verbose=0,
-                validation_data=validation,
-                callbacks=[callback] if callback is not None else [],
-            )
+        for group in instances:
+            for instance in group:
+                instance.fit(model, x, y, [], epochs=1, **fit)
     for round_ in range(args.rounds):
-        # Every other round in reverse: a fit's place in the round (the
-        # machine warmer, or slower, after another fit) evens out.
-        order = list(runs.items())[:: -1 if round_ % 2 else 1]
-        for name, (model, callback) in order:
-            if keras.backend.backend() == "tensorflow":
-                timer = Timer(epochs[name], steps[name], calls[name], first)
-            else:
-                timer = EpochTimer(epochs[name], steps[name], first)
-            # A full collection of TensorFlow's object graph takes ~1 s and
-            # lands in random epochs of either variant: collect first, then
-            # keep it out of the timed fit.
-            gc.collect()
-            gc.disable()
-            model.fit(
-                x,
-                y,
-                batch_size=batch_size,
-                epochs=args.epochs,
-                verbose=0,
-                shuffle=False,
-                validation_data=validation,
-                callbacks=[c for c in (callback, timer) if c is not None],
-            )
-            gc.enable()
+        for group in instances:
+            # Every other round in reverse: a fit's place in the round (the
+            # machine warmer, or slower, after another fit) evens out.
+            for instance in group[:: -1 if round_ % 2 else 1]:
+                name = instance.name
+                if keras.backend.backend() == "tensorflow":
+                    timer = Timer(epochs[name], steps[name], calls[name], first)
+                else:
+                    timer = EpochTimer(epochs[name], steps[name], first)
+                # A full collection of TensorFlow's object graph takes ~1 s
+                # and lands in random epochs of either variant: collect
+                # first, then keep it out of the timed fit.
+                gc.collect()
+                gc.disable()
+                instance.fit(
+                    model, x, y, [timer], epochs=args.epochs, shuffle=False, **fit
+                )
+                gc.enable()
     n_steps = -(-len(y) // batch_size)
     base_epoch = statistics.median(epochs["keras"])
     base_step = statistics.median(steps["keras"]) if steps["keras"] else float("nan")
@@ -286,21 +308,22 @@ def measure(title, runs, train, validation, batch_size, args):
     base_call = statistics.median(calls["keras"]) if calls["keras"] else float("nan")
     print(
         f"{title}; medians of {len(epochs['keras'])} steady-state epochs and "
-        f"{len(steps['keras'])} steps per variant"
+        f"{len(steps['keras'])} steps per variant, {args.instances} traced "
+        "instances of each"
     )
     print(
         f"{'':28s} {'median':>8s} {'ratio':>6s} {'best':>8s} {'ratio':>6s} "
         f"{'paired':>6s} {'ms/step':>8s} {'ratio':>6s} {'us/step':>8s} "
         f"{'fn us':>7s} {'ratio':>6s}"
     )
-    for name, (_, callback) in runs.items():
+    for name in runs:
         e = statistics.median(epochs[name])
         s = statistics.median(steps[name]) if steps[name] else float("nan")
         best = min(epochs[name])
         call = statistics.median(calls[name]) if calls[name] else float("nan")
         cost = 1e6 * (e - base_epoch) / n_steps
-        # Each epoch against plain Keras' epoch of the same round and number
-        # (they ran one after the other): robust to the machine's drift.
+        # Each epoch against plain Keras' epoch of the same round, instance
+        # and number (they ran one after the other): robust to the drift.
         paired = statistics.median(
             a / b for a, b in zip(epochs[name], epochs["keras"], strict=True)
         )
@@ -310,8 +333,17 @@ def measure(title, runs, train, validation, batch_size, args):
             f"{s / base_step:6.3f} {cost:8.1f} {1e6 * call:7.1f} "
             f"{call / base_call:6.3f}"
         )
-        if callback is not None:
-            print(f"{'':28s} findings: {sorted(callback.report.codes) or 'none'}")
+        found = sorted(
+            {
+                c
+                for group in instances
+                for i in group
+                if i.name == name and i.callback
+                for c in i.callback.report.codes
+            }
+        )
+        if runs[name] is not None:
+            print(f"{'':28s} findings: {found or 'none'}")
 
 
 if __name__ == "__main__":

@@ -9,13 +9,14 @@ same batches: no callback hooks, no epoch ends, no reads, so what is left is
 the step itself. Prints each function's median call and its median paired
 difference to plain Keras in microseconds.
 
-With `--in-fit` the same three variants are timed inside `fit` instead: each
-round fits every variant for one epoch of `--steps` batches (no validation),
-every other round in reverse order, and `bench_overhead.Timer` times each
-call of the model's train function (not the batch hooks); the medians are
-per fit.
+With `--in-fit` the same three variants are timed inside `fit` instead, all
+on one model, `--instances` traced instances of each: each round fits every
+instance for one epoch of `--steps` batches (no validation), every other
+round in reverse order, and `bench_overhead.Timer` times each call of the
+model's train function (not the batch hooks); the medians are per fit.
 
     python benchmarks/bench_step_parts.py [--rounds 40] [--steps 300] [--in-fit]
+        [--instances 2]
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ os.environ["KERAS_BACKEND"] = "tensorflow"
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from bench_overhead import Timer, build_classifier  # noqa: E402
+from bench_overhead import Instance, Timer, build_classifier  # noqa: E402
 from keras import ops  # noqa: E402
 
 import lossguard  # noqa: E402
@@ -59,35 +60,50 @@ def watched(x, y, statistics_too):
 
 
 def in_fit(x, y, args):
-    """Median train-function call (µs) of each fit, per variant."""
-    plain = build_classifier(0)
-    plain.fit(x, y, batch_size=32, epochs=1, verbose=0)
-    variants = {"keras": (plain, [])}
-    for name, statistics_too in (("lossguard", True), ("write only", False)):
-        model, watch = watched(x, y, statistics_too)
-        variants[name] = (model, [watch])
+    """Median train-function call (µs) of each fit, per variant: all on one
+    model (see bench_overhead.py: two models built alike differ by a few
+    percent), `--instances` traced instances of each."""
+    model = build_classifier(0)
+    instances = []
+    for _ in range(args.instances):
+        for name, statistics_too in (
+            ("keras", None),
+            ("lossguard", True),
+            ("write only", False),
+        ):
+            make = None
+            if statistics_too is not None:
+                make = lambda: lossguard.LossSanityCallback(action="record")  # noqa: E731
+            instance = Instance(name, make)
+            real = loss_sanity.LossSanityCallback._packed_row
+            if statistics_too is False:
+                loss_sanity.LossSanityCallback._packed_row = _zeros
+            try:  # traced here, with or without the statistics
+                instance.fit(model, x, y, [], batch_size=32, epochs=1, verbose=0)
+            finally:
+                loss_sanity.LossSanityCallback._packed_row = real
+            instances.append(instance)
     n = 32 * args.steps
-    times = {name: [] for name in variants}
-    names = list(variants)
+    times = {name: [] for name in ("keras", "lossguard", "write only")}
     for r in range(args.rounds):
-        for name in names if r % 2 == 0 else names[::-1]:
-            model, callbacks = variants[name]
+        for instance in instances[:: -1 if r % 2 else 1]:
             calls = []
             # Each train-function call, hooks aside; every epoch (traced before).
             timer = Timer([], [], calls, first=0)
             gc.collect()
             gc.disable()
-            model.fit(
+            instance.fit(
+                model,
                 x[:n],
                 y[:n],
+                [timer],
                 batch_size=32,
                 epochs=1,
                 verbose=0,
                 shuffle=False,
-                callbacks=[*callbacks, timer],
             )
             gc.enable()
-            times[name].append(1e6 * statistics.median(calls))
+            times[instance.name].append(1e6 * statistics.median(calls))
     return times
 
 
@@ -96,6 +112,7 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--in-fit", action="store_true")
+    parser.add_argument("--instances", type=int, default=2)
     args = parser.parse_args(argv)
     rng = np.random.default_rng(0)
     size = max(200, args.steps)
