@@ -412,8 +412,7 @@ class LossSanityCallback(FindingsCallback):
                 made = (y_pred, loss, masks, self._collector.extra_terms())
                 self._rows.keep((x, y, sample_weight), made, training)
                 return
-            count = self._rows.steps_so_far()
-            step = ops.cast(count + 1, "float32")
+            step = ops.convert_to_tensor(0.0)  # numbered at the read
             phase = ops.convert_to_tensor(0.0 if training else 1.0)
             loss_state = None
             if tracker is not None and state.needs_carried_state():
@@ -421,7 +420,7 @@ class LossSanityCallback(FindingsCallback):
             running = self._running_loss(x, loss, loss_state)
             head = (step, phase, running)
             row = self._packed_row(x, y, y_pred, sample_weight, loss, head=head)
-            self._rows.write(row, count)
+            self._rows.write(row)
         except Exception as error:  # noqa: BLE001 - never break the user's fit
             # Eager, this runs on every step: a failure here costs lossguard
             # its rows, never the user their step.

@@ -34,9 +34,10 @@ logger = logging.getLogger("lossguard")
 
 #: The backends whose train and test steps lossguard watches.
 WATCHED = ("tensorflow", "jax", "torch")
-#: Each row starts with the step's number, its phase (0 train, 1 validation)
-#: and, where the batch hooks lag the steps (JAX, PyTorch's kept steps),
-#: Keras' running loss after the step (NaN elsewhere: the hooks report it).
+#: Each row starts with the step's number (in a buffer, filled in when it is
+#: read), its phase (0 train, 1 validation) and, where the batch hooks lag
+#: the steps (JAX, PyTorch's kept steps), Keras' running loss after the step
+#: (NaN elsewhere: the hooks report it).
 HEADER = ("step", "phase", "running")
 #: The attribute of the loss tracker that holds the statistics while watched.
 ATTRIBUTE = "lossguard_step_stats"
@@ -93,22 +94,23 @@ class BufferRows:
     def variables(self):
         return (self.buffer, self.counter)
 
-    def steps_so_far(self):
-        """The step counter's value, read once in the step: the row's
-        number (this value + 1) and its slot both come from it."""
-        if keras.backend.backend() == "tensorflow":  # read: the value, not
-            import tensorflow as tf  # the variable (each use would read it)
-
-            return tf.convert_to_tensor(self.counter.value)
-        return ops.convert_to_tensor(self.counter)
-
-    def write(self, row, steps):
-        """Write `row` at the slot after `steps` (`steps_so_far()`)."""
-        write_row(self.buffer, self.counter, row, self.capacity, steps)
+    def write(self, row):
+        write_row(self.buffer, self.counter, row, self.capacity)
 
     def numpy(self, model):
+        """The rows, each numbered by the step that wrote it.
+
+        The step writes no number (two operations fewer on every step): the
+        counter says it. After `count` steps, slot `j` holds the latest step
+        `t <= count` with `(t - 1) % capacity == j`; 0 where none has yet.
+        """
         sync(model)
-        return ops.convert_to_numpy(self.buffer)
+        rows = np.array(ops.convert_to_numpy(self.buffer))
+        count = int(ops.convert_to_numpy(self.counter))
+        slots = np.arange(self.capacity)
+        steps = count - (count - 1 - slots) % self.capacity
+        rows[:, 0] = np.maximum(steps, 0)
+        return rows
 
 
 class _Block:
@@ -420,9 +422,8 @@ def sync(model):
             sync_state()
 
 
-def write_row(buffer, counter, row, capacity, steps=None):
-    """Write `row` at the counter's slot and count the step (in the step);
-    `steps`: the counter's value, where the step has read it already."""
+def write_row(buffer, counter, row, capacity):
+    """Write `row` at the counter's slot and count the step (in the step)."""
     backend = keras.backend.backend()
     if backend == "torch":  # eager: write the row in place, on the device
         import torch
@@ -436,14 +437,30 @@ def write_row(buffer, counter, row, capacity, steps=None):
     if _in_place(value) and _in_place(count):  # TensorFlow, one replica
         import tensorflow as tf
 
-        slot = (counter if steps is None else steps) % capacity
-        value.scatter_update(tf.IndexedSlices(row, slot))
-        count.assign_add(1)  # one op (Keras' own assign_add reads, adds, assigns)
+        written = value.scatter_update(tf.IndexedSlices(row, counter % capacity))
+        with _after(written):
+            count.assign_add(1)  # one op (Keras' assign_add reads, adds, assigns)
         return
-    slot = (counter if steps is None else steps) % capacity
-    index = ops.expand_dims(ops.expand_dims(slot, 0), 0)
-    buffer.assign(ops.scatter_update(buffer, index, ops.expand_dims(row, 0)))
-    counter.assign_add(1)
+    index = ops.expand_dims(ops.expand_dims(counter % capacity, 0), 0)
+    updated = ops.scatter_update(buffer, index, ops.expand_dims(row, 0))
+    buffer.assign(updated)
+    with _after(updated):
+        counter.assign_add(1)
+
+
+def _after(written):
+    """Count a step only once its row is written: the counter numbers the
+    rows (`BufferRows.numpy`), and a step that fails before its row (a
+    loss op refusing a label, say) must not count. TensorFlow orders the
+    updates of different variables only when told; JAX's step updates all
+    or nothing, and PyTorch runs in order."""
+    if keras.backend.backend() != "tensorflow":
+        import contextlib
+
+        return contextlib.nullcontext()
+    import tensorflow as tf
+
+    return tf.control_dependencies([written])
 
 
 def is_chief(model) -> bool:
