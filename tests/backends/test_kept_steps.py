@@ -249,3 +249,30 @@ def test_a_small_capacity_loses_no_row(caplog):
         (0, 7, "train"),
         (1, 7, "train"),
     ]
+
+
+@pytest.mark.backends
+def test_a_step_whose_loss_fails_is_not_counted():
+    """The rows in the buffer are numbered from the step counter: a step whose
+    loss op fails (TensorFlow's and PyTorch's sparse cross-entropy refuse a
+    label out of range; JAX's computes on) must not count, or its empty slot
+    would be read as a batch of zeros (a false PREDICTIONS_NOT_PROBABILITIES)."""
+    x, y = _data(n=96, classes=5)
+    labels = y.argmax(-1)
+    labels[70] = 5  # in the third batch of 32
+    model = _model(classes=5, features=x.shape[-1])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    cb = lossguard.LossSanityCallback(action="record")
+    try:
+        model.fit(x, labels, batch_size=32, verbose=0, shuffle=False, callbacks=[cb])
+        crashed = False
+    except Exception:  # noqa: BLE001 - the backend's own error
+        crashed = True
+    train = cb.history[cb.history.phase == "train"]
+    assert train.step.tolist() == ([0, 1] if crashed else [0, 1, 2])
+    assert train.label_max.tolist()[:2] == [
+        float(labels[:32].max()),
+        float(labels[32:64].max()),
+    ]
+    assert "LABELS_OUT_OF_RANGE" in cb.report.codes
+    assert "PREDICTIONS_NOT_PROBABILITIES" not in cb.report.codes
