@@ -22,6 +22,7 @@ model's train function (not the batch hooks); the medians are per fit.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import os
 import statistics
@@ -45,18 +46,26 @@ def _zeros(self, *step, masks=None, extra_terms=None, head=()):
     return ops.concatenate([ops.stack(head), ops.zeros((width,), "float32")])
 
 
-def watched(x, y, statistics_too):
-    """A model fitted once with the callback (its train function traced)."""
+@contextlib.contextmanager
+def tracing(statistics_too):
+    """Inside: the callback traces its row with the statistics, or with
+    zeros in their place (the row's write and step count only)."""
     real = loss_sanity.LossSanityCallback._packed_row
     if not statistics_too:
         loss_sanity.LossSanityCallback._packed_row = _zeros
     try:
+        yield
+    finally:
+        loss_sanity.LossSanityCallback._packed_row = real
+
+
+def traced(x, y, statistics_too):
+    """The train function lossguard traces (fitted once, then kept)."""
+    with tracing(statistics_too):
         model = build_classifier(0)
         watch = lossguard.LossSanityCallback(action="record")
         model.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[watch])
-    finally:
-        loss_sanity.LossSanityCallback._packed_row = real
-    return model, watch
+    return watch._graph["train"]
 
 
 def in_fit(x, y, args):
@@ -75,13 +84,8 @@ def in_fit(x, y, args):
             if statistics_too is not None:
                 make = lambda: lossguard.LossSanityCallback(action="record")  # noqa: E731
             instance = Instance(name, make)
-            real = loss_sanity.LossSanityCallback._packed_row
-            if statistics_too is False:
-                loss_sanity.LossSanityCallback._packed_row = _zeros
-            try:  # traced here, with or without the statistics
+            with tracing(statistics_too is not False):  # traced here
                 instance.fit(model, x, y, [], batch_size=32, epochs=1, verbose=0)
-            finally:
-                loss_sanity.LossSanityCallback._packed_row = real
             instances.append(instance)
     n = 32 * args.steps
     times = {name: [] for name in ("keras", "lossguard", "write only")}
@@ -128,8 +132,8 @@ def main(argv=None):
     plain.fit(x, y, batch_size=32, epochs=1, verbose=0)
     functions = {
         "keras": plain.train_function,
-        "lossguard": watched(x, y, statistics_too=True)[1]._graph["train"],
-        "write only": watched(x, y, statistics_too=False)[1]._graph["train"],
+        "lossguard": traced(x, y, statistics_too=True),
+        "write only": traced(x, y, statistics_too=False),
     }
     batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(32).repeat()
     iterators = {name: iter(batches) for name in functions}
