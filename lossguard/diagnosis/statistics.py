@@ -319,9 +319,9 @@ def _fit_rows(x, rows, width=None, fill=0.0):
     total = rows if width is None else rows * width
     fits = _equal(_size(x), total)
     shape = (-1,) if width is None else (-1, width)
-    if fits is True and tuple(x.shape) == ((rows,) if width is None else (rows, width)):
-        return x, fits  # already laid out: no reshape in the step
     empty = (rows,) if width is None else (rows, width)
+    if fits is True and tuple(x.shape) == empty:
+        return x, fits  # already laid out: no reshape in the step
     view = _select(
         fits, lambda: ops.reshape(x, shape), lambda: ops.full(empty, fill, x.dtype)
     )
