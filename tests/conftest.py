@@ -21,6 +21,17 @@ def rng():
 BACKEND = os.environ.get("KERAS_BACKEND", "tensorflow")
 
 
+#: At most this many test workers for `-n auto`: a worker imports TensorFlow
+#: (or JAX, or PyTorch) and holds its models, about 1 GB; the suite's tests
+#: are mostly single-threaded Python around small models, so on 2 cores two
+#: workers halve its wall time.
+MAX_WORKERS = 4
+
+
+def pytest_xdist_auto_num_workers(config):
+    return max(1, min(os.cpu_count() or 1, MAX_WORKERS))
+
+
 def pytest_report_header(config):
     return f"keras backend: {BACKEND}"
 
