@@ -118,3 +118,39 @@ def test_keep_in_memory_bounds_history_while_the_log_has_every_row(tmp_path):
         lossguard.LossSanityCallback(keep_in_memory=10)
     with pytest.raises(ValueError, match="check_every"):
         lossguard.LossSanityCallback(check_every=0)
+
+
+@pytest.mark.backends
+@pytest.mark.parametrize("steps_per_execution", [1, 4])
+def test_running_loss_is_what_keras_showed_at_each_batch(steps_per_execution):
+    """The history's running_loss is Keras' logs["loss"] at the batch hook of
+    each row (the last row a hook covered, with several steps a call), read
+    in blocks (check_every=7) that do not line up with the epochs; and it is
+    the mean of the epoch's batch losses so far (equal batches)."""
+    backend = keras.backend.backend()
+    if backend == "torch" and steps_per_execution > 1:
+        pytest.skip("Keras' PyTorch trainer runs one step a call")
+    x, y = data(n=160)
+    model = fast_model()
+    model.compile(
+        "adam", "categorical_crossentropy", steps_per_execution=steps_per_execution
+    )
+    shown = []
+    keras_logs = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: shown.append(logs["loss"])
+    )
+    cb = lossguard.LossSanityCallback(action="record", check_every=7)
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[cb, keras_logs])
+    h = cb.history
+    assert len(h) == 2 * 20
+    every = steps_per_execution
+    running = h.running_loss.to_numpy()
+    np.testing.assert_allclose(running[every - 1 :: every], shown, rtol=1e-6)
+    others = np.delete(running, np.s_[every - 1 :: every])
+    if backend == "tensorflow":  # from the hooks: one value a call
+        assert np.isnan(others).all()
+    else:  # JAX: from the loss tracker inside the step, every step's
+        assert np.isfinite(others).all()
+    so_far = h.groupby("epoch").loss.transform(lambda s: s.expanding().mean())
+    has = np.isfinite(running)
+    np.testing.assert_allclose(running[has], so_far.to_numpy()[has], rtol=1e-5)
