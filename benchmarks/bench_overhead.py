@@ -333,17 +333,15 @@ def measure(title, model, runs, train, validation, batch_size, args):
             f"{s / base_step:6.3f} {cost:8.1f} {1e6 * call:7.1f} "
             f"{call / base_call:6.3f}"
         )
-        found = sorted(
-            {
-                c
+        if runs[name] is not None:
+            found = {
+                code
                 for group in instances
                 for i in group
-                if i.name == name and i.callback
-                for c in i.callback.report.codes
+                if i.name == name
+                for code in i.callback.report.codes
             }
-        )
-        if runs[name] is not None:
-            print(f"{'':28s} findings: {found or 'none'}")
+            print(f"{'':28s} findings: {sorted(found) or 'none'}")
 
 
 if __name__ == "__main__":

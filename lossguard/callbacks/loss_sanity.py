@@ -533,33 +533,26 @@ class LossSanityCallback(FindingsCallback):
 
     def _batch_end(self, batch, logs, phase):
         """Count the step(s); read the buffer when a block is due."""
-        if self._in_step and phase not in self._blind:
-            # What the locked path below does for one step, on every batch
-            # of a 1 ms step: kept to the few operations it needs.
+        if self._in_step and phase not in self._blind:  # no lock (`_install`)
             self._hooks[phase] += 1
-            self._pending += 1
-            self._expected += 1
-            self._logs[phase] = logs or {}
-            self._running[phase].append(_scalar(logs, "loss"))
-            if self._pending >= self._every:
-                self._read(logs, phase)
+            self._count_steps(logs, phase, 1)
             return
         with self._lock:
             self._hooks[phase] += 1
             if phase in self._blind:
                 self._blind_row(logs, phase)
-                return
-            if not self._installed:
-                return
-            steps = _steps_per_call(self._keras_model)
-            self._pending += steps
-            self._expected += steps
-            self._logs[phase] = logs or {}
-            if self._between_steps:
-                return  # read at the next begin hook, with the running loss
-            self._running[phase].append(_scalar(logs, "loss"))
-            if self._pending >= self._every:
-                self._read(logs, phase)
+            elif self._installed:
+                self._count_steps(logs, phase, _steps_per_call(self._keras_model))
+
+    def _count_steps(self, logs, phase, steps):
+        self._pending += steps
+        self._expected += steps
+        self._logs[phase] = logs or {}
+        if self._between_steps:
+            return  # read at the next begin hook, with the running loss
+        self._running[phase].append(_scalar(logs, "loss"))
+        if self._pending >= self._every:
+            self._read(logs, phase)
 
     def on_epoch_end(self, epoch, logs=None):
         with self._lock:
@@ -670,13 +663,8 @@ class LossSanityCallback(FindingsCallback):
         column = np.full(n, np.nan, "float32")
         seen, self._running[phase] = self._running[phase], []
         spe = _steps_per_call(self._keras_model)
-        if spe == 1:
-            kept = seen[-n:]
-            column[: len(kept)] = kept
-            return column
-        for j, value in enumerate(seen[-(n // spe or 1) :]):
-            at = min(n - 1, spe * (j + 1) - 1)
-            column[at] = value
+        values = seen[-(n // spe or 1) :]
+        column[np.minimum(n - 1, spe * np.arange(1, len(values) + 1) - 1)] = values
         return column
 
     def _check_rows(self, rows, numbers, steps, phase, global_steps):

@@ -24,6 +24,7 @@ backend is small and lives here:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import keras
@@ -455,8 +456,6 @@ def _after(written):
     updates of different variables only when told; JAX's step updates all
     or nothing, and PyTorch runs in order."""
     if keras.backend.backend() != "tensorflow":
-        import contextlib
-
         return contextlib.nullcontext()
     import tensorflow as tf
 
