@@ -78,16 +78,12 @@ def lossguard_check(request):
         import lossguard
 
         report = lossguard.diagnose(model, x, y, sample_weight, **diagnose_kwargs)
-        if report.has(bar):
-            worst = FAIL_ON.index(bar)
-            failing = [
-                f.code
-                for f in report.ordered()
-                if f.severity in FAIL_ON and FAIL_ON.index(f.severity) <= worst
-            ]
+        failing = [f.code for f in report.root_causes(bar)]
+        if failing:
             pytest.fail(
-                f"lossguard found {', '.join(failing)} (failing at "
-                f"severity {bar!r} or worse):\n\n{report}",
+                f"lossguard found {', '.join(failing)} (failing at severity "
+                f"{bar!r} or worse; the root causes, each with what follows "
+                f"from it below):\n\n{report}",
                 pytrace=False,
             )
         return report

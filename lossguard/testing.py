@@ -42,6 +42,7 @@ class Setup:
     dtype: str | None = None
     saturate: bool = False
     learning_rate: float = 0.01
+    epsilon: float | None = None  # the optimizer's (default: Keras')
     loss: object = "sparse_categorical_crossentropy"
     loss_weights: list | None = None
     # (setup, source, decoder, target) -> (source, decoder, y); y = target by default
@@ -176,6 +177,24 @@ def _smoothing_above_one(setup):
     setup.data = lambda s, src, dec, tgt: (src, dec, _onehot(s, tgt))
 
 
+@injector("SINGLE_UNIT_SOFTMAX")
+def _softmax_over_one_unit(setup):
+    """A binary question (is the answer's word an even id?) on Dense(1, softmax)."""
+    setup.units, setup.loss = 1, "binary_crossentropy"
+    setup.data = lambda s, src, dec, tgt: (
+        src,
+        dec,
+        (tgt[..., None] % 2).astype("float32"),
+    )
+
+
+@injector("OPTIMIZER_EPSILON_UNDERFLOW")
+def _float16_adam_epsilon(setup):
+    """The output layer's variables in float16, Adam's epsilon below float16's
+    smallest number."""
+    setup.dtype, setup.epsilon = "float16", 1e-8
+
+
 @injector("DECODER_TARGET_NOT_SHIFTED")
 def _unshifted_decoder(setup):
     setup.data = lambda s, src, dec, tgt: (src, tgt.copy(), tgt)
@@ -287,7 +306,9 @@ def tiny_seq2seq(fault=None, *, n=64, seed=0, glove=None):
     else:
         y = target
     model = _build(setup)
-    optimizer = keras.optimizers.Adam(setup.learning_rate)
+    optimizer = keras.optimizers.Adam(
+        setup.learning_rate, epsilon=setup.epsilon or keras.config.epsilon()
+    )
     if setup.saturate:
         optimizer = keras.optimizers.SGD(0.0)  # keep the saturating weights
     model.compile(optimizer, setup.loss, loss_weights=setup.loss_weights)

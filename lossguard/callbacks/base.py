@@ -7,6 +7,7 @@ import warnings
 
 import keras
 
+from lossguard.diagnosis.causes import link
 from lossguard.diagnosis.findings import (
     SEVERITIES,
     Finding,
@@ -18,6 +19,18 @@ from lossguard.diagnosis.findings import (
 logger = logging.getLogger("lossguard")
 
 _LOG = {"error": logger.error, "warning": logger.warning, "info": logger.info}
+
+
+def _rank(finding: Finding) -> int:
+    return SEVERITIES.index(finding.severity)
+
+
+def _with_consequences(root: Finding, batch) -> str:
+    """A root cause's text, naming what follows from it in the same batch."""
+    follow = [f.code for f in batch if f.caused_by == root.code]
+    if not follow:
+        return str(root)
+    return f"{root}\n  Follows from it: {', '.join(follow)} (in the report)."
 
 
 class FindingsCallback(keras.callbacks.Callback):
@@ -56,24 +69,45 @@ class FindingsCallback(keras.callbacks.Callback):
         return Report(self.findings)
 
     def _add(self, finding: Finding, stacklevel=3) -> bool:
-        """Record a finding (the first of its code only), log it and act.
+        """Record one finding (see `_add_all`); returns whether it was new."""
+        return bool(self._add_all([finding], stacklevel=stacklevel + 1))
 
-        Returns whether it was new.
+    def _add_all(self, findings, stacklevel=3) -> list[Finding]:
+        """Record the findings of one batch (each code once), then act once.
+
+        Each new finding is linked to the cause that explains it (among
+        these and the findings recorded before: `lossguard.diagnosis.causes`)
+        and logged. Only root causes warn (a consequence is shown under its
+        cause in the report); `"stop"` and `"raise"` act once per batch,
+        after its findings are recorded, so the error's report names every
+        root cause the batch showed. Returns the new findings.
         """
-        if any(f.code == finding.code for f in self.findings):
-            return False
-        self.findings.append(finding)
-        self._on_finding(finding)
-        _LOG[finding.severity]("%s", finding)
-        rank = SEVERITIES.index(finding.severity)
-        if self.action in ("warn", "stop") and rank <= self._warn_bar:
-            warnings.warn(str(finding), LossSanityWarning, stacklevel=stacklevel)
-        if self.action == "stop" and rank <= self._act_bar:
-            self._keras_model.stop_training = True
-        elif self.action == "raise" and rank <= self._act_bar:
-            self._before_raise()
-            raise LossSanityError(self.report)
-        return True
+        recorded = {f.code for f in self.findings}
+        fresh = [f for f in findings if f.code not in recorded]
+        new = []
+        for finding in link(fresh, self.findings):
+            if finding.code in recorded:  # the same code twice in one batch
+                continue
+            recorded.add(finding.code)
+            self.findings.append(finding)
+            new.append(finding)
+            self._on_finding(finding)
+            _LOG[finding.severity]("%s", finding)
+        roots = [f for f in new if f.caused_by is None]
+        for root in roots:
+            if self.action in ("warn", "stop") and _rank(root) <= self._warn_bar:
+                warnings.warn(
+                    _with_consequences(root, new),
+                    LossSanityWarning,
+                    stacklevel=stacklevel,
+                )
+        if any(_rank(finding) <= self._act_bar for finding in new):
+            if self.action == "stop":
+                self._keras_model.stop_training = True
+            elif self.action == "raise":
+                self._before_raise()
+                raise LossSanityError(self.report)
+        return new
 
     def _on_finding(self, finding: Finding):
         """Hook: a new finding was recorded (e.g. write it to TensorBoard)."""

@@ -178,6 +178,8 @@ class LossSanityCallback(FindingsCallback):
         self._graph = None  # the instrumented step functions, reused across fits
         self._traces = 0
         self._lock = threading.RLock()
+        #: The batch index of the last begin hook, per phase (a crash's batch).
+        self._begun = {"train": None, "validation": None}
 
     # ------------------------------------------------------------ results
     @property
@@ -240,6 +242,7 @@ class LossSanityCallback(FindingsCallback):
         self._running = {"train": [], "validation": []}  # Keras' loss per hook
         self._logs = {"train": {}, "validation": {}}  # the last hook's logs
         self._blind = {}
+        self._begun = {"train": None, "validation": None}
         self._every = 1 if self.check_every == "auto" else self.check_every
         self._last_read = None
         self._active = True
@@ -307,8 +310,7 @@ class LossSanityCallback(FindingsCallback):
         self._checked_specs = self.specs
         start = check_start(self._keras_model, self.specs)
         self._start_codes = frozenset(f.code for f in start)
-        for finding in start:
-            self._add(finding)
+        self._add_all(start)
 
     def _install(self):
         """Wrap compute_loss and the step functions; why it cannot, or None."""
@@ -354,7 +356,9 @@ class LossSanityCallback(FindingsCallback):
             name = f"{phase}_function"
             if phase not in self._graph:
                 getattr(model, f"make_{phase}_function")(force=True)
-                self._graph[phase] = self._explained(getattr(model, name))
+                self._graph[phase] = self._explained(
+                    getattr(model, name), "train" if phase == "train" else "validation"
+                )
             setattr(model, name, self._graph[phase])
         self._installed = True
         # TensorFlow runs every hook on the loop's thread, right after its
@@ -366,7 +370,7 @@ class LossSanityCallback(FindingsCallback):
         )
         return None
 
-    def _explained(self, inner):
+    def _explained(self, inner, phase):
         """The step function, explaining a crash before it reaches the user."""
 
         def step_function(*args):
@@ -374,7 +378,7 @@ class LossSanityCallback(FindingsCallback):
                 return inner(*args)
             except Exception as error:  # noqa: BLE001 - re-raised below
                 if not _end_of_data(error):
-                    self._on_crash(error)
+                    self._on_crash(error, phase)
                 raise
 
         return step_function
@@ -502,9 +506,11 @@ class LossSanityCallback(FindingsCallback):
         self._open = None
 
     def on_train_batch_begin(self, batch, logs=None):
+        self._begun["train"] = batch
         self._batch_begin("train")
 
     def on_test_batch_begin(self, batch, logs=None):
+        self._begun["validation"] = batch
         self._batch_begin("validation")
 
     def on_train_batch_end(self, batch, logs=None):
@@ -677,9 +683,13 @@ class LossSanityCallback(FindingsCallback):
             codes.setdefault(numbers[i], []).append(finding.code)
         for number, listed in codes.items():
             self._store.findings[number] = ";".join(listed)
+        by_batch = {}
         for i, finding in found:
+            by_batch.setdefault(i, []).append(finding)
+        for i, batch in by_batch.items():
             self._finding_step = int(global_steps[i])  # where TensorBoard shows it
-            self._add(_at(finding, self._epoch, int(steps[i]), phase), stacklevel=5)
+            at = [_at(f, self._epoch, int(steps[i]), phase) for f in batch]
+            self._add_all(at, stacklevel=5)
 
     # ------------------------------------------------------------ helpers
     def _summaries(self, rows, phase, global_steps):
@@ -774,7 +784,7 @@ class LossSanityCallback(FindingsCallback):
         if phase == "train":
             self._train_rows += 1
 
-    def _on_crash(self, error):
+    def _on_crash(self, error, phase):
         with self._lock:
             try:
                 self._read(None, "train")
@@ -789,8 +799,11 @@ class LossSanityCallback(FindingsCallback):
             if hasattr(error, "add_note"):  # Python 3.11+
                 error.add_note(f"lossguard: {weights}")
         # Raised from here, LossSanityError carries the crash as its context.
-        for finding in check_crash(error, self.specs, self._epoch):
-            self._add(finding, stacklevel=4)
+        # The batch whose step failed: the last one a begin hook announced
+        # (the begin hooks run on the loop's thread, before their step).
+        step = self._begun.get(phase)
+        found = check_crash(error, self.specs, self._epoch, step, phase)
+        self._add_all(found, stacklevel=4)
 
     def _flush(self):
         if not self.log_path or self._store is None:

@@ -7,7 +7,17 @@ that is not a fault of the data, as a note on the error.
 
 from __future__ import annotations
 
+import dataclasses
 import re
+
+#: TensorFlow's SparseSoftmaxCrossEntropyWithLogits (whatever loss calls it).
+_TF_LABEL = re.compile(
+    r"Received a label value of (-?\d+) which is outside the valid range of "
+    r"\[(-?\d+), (\d+)\)"
+)
+#: PyTorch's nll_loss / cross_entropy.
+_TORCH_TARGET = re.compile(r"Target (-?\d+) is out of bounds")
+_TF_NODE = re.compile(r"\{\{node ([^}]+)\}\}")
 
 
 def error_detail(error) -> str:
@@ -45,3 +55,44 @@ def weight_mask_crash(error, in_loss=False) -> str | None:
         "it first). Pass one weight per token instead: "
         f"sample_weight = np.repeat(w[:, None], {steps}, axis=1)."
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelOutOfRange:
+    """A class id the loss's own op refused, as the backend's error says it."""
+
+    value: int
+    #: The number of classes K (the valid range is [0, K)), where the
+    #: error says it.
+    classes: int | None
+    #: The op that refused it (TensorFlow names it), or the backend's call.
+    op: str
+    detail: str
+
+
+def label_out_of_range(error) -> LabelOutOfRange | None:
+    """A sparse label outside [0, K) in an error, whatever loss called the op.
+
+    TensorFlow's sparse softmax cross-entropy (the op behind Keras' sparse
+    losses, and behind any custom loss that calls them) says "Received a
+    label value of 10 which is outside the valid range of [0, 10)" and
+    names its node; PyTorch's `nll_loss` says "Target 10 is out of bounds".
+    Both ops take labels only, so the value is a label wherever the op sits.
+    An Embedding's input id out of range fails with other words ("not in
+    [0, K)", "index out of range in self") and is not matched. JAX does not
+    stop: Keras one-hot encodes such an id as a row of zeros.
+    """
+    text = str(error)
+    match = _TF_LABEL.search(text)
+    if match is not None:
+        node = _TF_NODE.search(text)
+        op = node.group(1) if node else "SparseSoftmaxCrossEntropyWithLogits"
+        return LabelOutOfRange(
+            int(match.group(1)), int(match.group(3)), op, error_detail(error)
+        )
+    match = _TORCH_TARGET.search(text)
+    if match is not None:
+        return LabelOutOfRange(
+            int(match.group(1)), None, "torch nll_loss", error_detail(error)
+        )
+    return None

@@ -10,6 +10,7 @@ import weakref
 
 import numpy as np
 
+from lossguard.diagnosis.causes import link
 from lossguard.diagnosis.collect import BatchCollector, call_compute_loss
 from lossguard.diagnosis.crashes import error_detail, weight_mask_crash
 from lossguard.diagnosis.faults import check_batch, check_crash, check_start
@@ -134,9 +135,9 @@ def diagnose(
     collector = BatchCollector(model)
     specs = collector.specs
     found: dict[str, Finding] = {}
+    notes: list[str] = []
     start = check_start(model, specs, vocabulary, vectors)
-    for finding in start:
-        found.setdefault(finding.code, finding)
+    _record(found, start)
     known = frozenset(f.code for f in start)
     seen, compiled = 0, None
     needs_y = getattr(model, "loss", None) is not None
@@ -157,16 +158,22 @@ def diagnose(
             except Exception:  # noqa: BLE001 - the eager path below explains it
                 values = None
         if values is None:
-            values = _eager_row(model, collector, bx, by, bw, step, found)
+            values = _eager_row(model, collector, bx, by, bw, step, found, notes)
             if values is None:
                 continue
             if values is _STOP:
                 break
-        for finding in check_batch(values, specs, step=step, known=known):
-            found.setdefault(finding.code, finding)
+        _record(found, check_batch(values, specs, step=step, known=known))
     if seen == 0:
         raise ValueError("The data yielded no batch: there is nothing to diagnose.")
-    return Report(found.values())
+    return Report(found.values(), notes)
+
+
+def _record(found: dict, findings) -> None:
+    """Keep the first finding of each code, linked to what explains it."""
+    fresh = [f for f in findings if f.code not in found]
+    for finding in link(fresh, found.values()):
+        found.setdefault(finding.code, finding)
 
 
 def _refined(model, collector, bx, found):
@@ -180,8 +187,7 @@ def _refined(model, collector, bx, found):
     except Exception:  # noqa: BLE001 - the batch loop explains it
         return collector.specs
     if collector.refine(y_pred):
-        for finding in check_start(model, collector.specs):
-            found.setdefault(finding.code, finding)
+        _record(found, check_start(model, collector.specs))
     return collector.specs
 
 
@@ -189,12 +195,14 @@ def _refined(model, collector, bx, found):
 _STOP = object()
 
 
-def _eager_row(model, collector, bx, by, bw, step, found):
+def _eager_row(model, collector, bx, by, bw, step, found, notes):
     """The batch's statistics, run eagerly; explains what goes wrong.
 
     Returns the row's values; None when a crash became a finding (go on with
-    the next batch); `_STOP` when an embedding finding already explains the
-    crash (stop). Raises `ValueError` otherwise.
+    the next batch); `_STOP` when a finding already explains the crash, or
+    when the model cannot be run at all (what could not be checked, and why,
+    is added to `notes`). Raises `ValueError` for data that does not fit the
+    model.
     """
     specs = collector.specs
     y_pred = None
@@ -217,13 +225,17 @@ def _eager_row(model, collector, bx, by, bw, step, found):
             evidence = {**misaligned.evidence, "crash": error_detail(error)}
             found[misaligned.code] = dataclasses.replace(misaligned, evidence=evidence)
             return _STOP
-        if not crashes:
+        if not crashes and _input_out_of_range(error):
             raise ValueError(
                 f"The model failed on batch {step}: {type(error).__name__}: "
-                f"{error_detail(error)}"
+                f"{error_detail(error)} (an input id outside an Embedding's "
+                "[0, input_dim): make input_dim the vocabulary size, padding "
+                "and OOV ids included)"
             ) from error
-        for crash in crashes:
-            found.setdefault(crash.code, crash)
+        if not crashes:
+            notes.append(_cannot_run(model, error, step))
+            return _STOP
+        _record(found, crashes)
         return None
     try:
         row = collector.row(bx, by, y_pred, bw, loss)
@@ -237,6 +249,29 @@ def _eager_row(model, collector, bx, by, bw, step, found):
             error,
         )
         return None
+
+
+def _input_out_of_range(error) -> bool:
+    """An input id an Embedding cannot look up (TensorFlow, PyTorch, JAX do
+    not stop): bad data, said as an error."""
+    text = str(error)
+    return "not in [0" in text or "index out of range in self" in text
+
+
+def _cannot_run(model, error, step) -> str:
+    """Why diagnose could not run the model, in one sentence."""
+    detail = f"{type(error).__name__}: {error_detail(error)}"
+    if isinstance(error, NotImplementedError) and "call" in str(error):
+        return (
+            f"{type(model).__name__} has no call() (it trains through its own "
+            f"train_step), so diagnose cannot run it on a batch ({detail}); it "
+            "checked the compile configuration and the model's structure only."
+        )
+    return (
+        f"the model failed on batch {step} ({detail}), and no finding explains "
+        "it; diagnose checked the compile configuration and the model's "
+        "structure only."
+    )
 
 
 def _numpy(value):

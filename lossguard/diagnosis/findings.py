@@ -35,6 +35,10 @@ class Finding:
     step: int | None = None
     #: "train" or "validation" in fit/evaluate; None in diagnose.
     phase: str | None = None
+    #: The code of the root cause this finding follows from (declared in the
+    #: registry); None for a root cause. A consequence keeps its own
+    #: evidence, and its explanation and fix name the cause.
+    caused_by: str | None = None
 
     def __post_init__(self):
         if self.severity not in SEVERITIES:
@@ -49,6 +53,14 @@ class Finding:
                 f"Known codes: {', '.join(sorted(KNOWN_CODES))}."
             )
         object.__setattr__(self, "code", code)
+        if self.caused_by is not None:
+            cause = str(getattr(self.caused_by, "value", self.caused_by))
+            if cause not in KNOWN_CODES or cause == code:
+                raise ValueError(
+                    "`caused_by` must be another declared fault code or None. "
+                    f"Received: caused_by={cause!r} for code={code!r}."
+                )
+            object.__setattr__(self, "caused_by", cause)
 
     @property
     def where(self) -> str:
@@ -85,12 +97,29 @@ def _severity_rank(finding: Finding) -> int:
 
 
 class Report:
-    """Many findings: a DataFrame, a story to read, and JSON for tools."""
+    """Many findings, root causes first: a DataFrame, a story, JSON for tools.
 
-    COLUMNS = ("code", "severity", "message", "fix", "epoch", "step", "evidence")
+    A finding whose `caused_by` names another finding of the report is a
+    consequence: `str(report)` shows it under its root cause, and the first
+    thing to fix is the first root cause's fix.
+    """
 
-    def __init__(self, findings=()):
+    COLUMNS = (
+        "code",
+        "severity",
+        "message",
+        "fix",
+        "epoch",
+        "step",
+        "phase",
+        "caused_by",
+        "evidence",
+    )
+
+    def __init__(self, findings=(), notes=()):
         self.findings: list[Finding] = list(findings)
+        #: What lossguard could not check, and why (one sentence each).
+        self.notes: list[str] = list(notes)
 
     @property
     def codes(self) -> set[str]:
@@ -112,8 +141,51 @@ class Report:
     def get(self, code: str) -> Finding | None:
         return next((f for f in self.findings if f.code == code), None)
 
+    def root_causes(self, severity: str | None = None) -> list[Finding]:
+        """The findings no other finding of the report explains, worst first.
+
+        A consequence whose cause is not in the report counts as a root.
+        With `severity`, only the roots that are, or explain a finding that
+        is, at that severity or worse.
+        """
+        codes = self.codes
+        roots = [f for f in self.findings if f.caused_by not in codes]
+        if severity is not None:
+            bar = SEVERITIES.index(severity)
+            roots = [r for r in roots if min(map(_severity_rank, self._tree(r))) <= bar]
+        return sorted(roots, key=_severity_rank)
+
+    def _tree(self, finding) -> list[Finding]:
+        """`finding` and everything that follows from it."""
+        tree, todo = [], [finding]
+        while todo:
+            current = todo.pop()
+            if all(current is not f for f in tree):
+                tree.append(current)
+                todo += self.consequences(current.code)
+        return tree
+
+    def consequences(self, code: str) -> list[Finding]:
+        """The findings that follow directly from the finding `code`."""
+        return [f for f in self.findings if f.caused_by == code and f.code != code]
+
     def ordered(self) -> list[Finding]:
-        return sorted(self.findings, key=_severity_rank)
+        """Every finding: each root cause (worst first), then what follows
+        from it, depth first."""
+        result: list[Finding] = []
+
+        def visit(finding):
+            if any(f is finding for f in result):
+                return
+            result.append(finding)
+            for consequence in sorted(
+                self.consequences(finding.code), key=_severity_rank
+            ):
+                visit(consequence)
+
+        for root in self.root_causes():
+            visit(root)
+        return result
 
     def __len__(self) -> int:
         return len(self.findings)
@@ -131,43 +203,83 @@ class Report:
         return pd.DataFrame(rows, columns=list(self.COLUMNS))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"findings": [f.to_dict() for f in self.ordered()]}
+        return {
+            "root_causes": [f.code for f in self.root_causes()],
+            "findings": [f.to_dict() for f in self.ordered()],
+            "notes": list(self.notes),
+        }
 
     def to_json(self, **kwargs) -> str:
         return json.dumps(self.to_dict(), default=_jsonable, **kwargs)
 
     def __repr__(self) -> str:
         counts = {s: sum(f.severity == s for f in self.findings) for s in SEVERITIES}
-        codes = ", ".join(sorted(self.codes)) or "-"
+        roots = ", ".join(f.code for f in self.root_causes()) or "-"
         return (
             f"<Report {counts['error']} error(s), {counts['warning']} warning(s), "
-            f"{counts['info']} info: {codes}>"
+            f"{counts['info']} info; root causes: {roots}"
+            f"{f'; {len(self.notes)} note(s)' if self.notes else ''}>"
         )
 
     def __str__(self) -> str:
+        notes = [f"Not checked: {note}" for note in self.notes]
         if not self.findings:
+            if notes:
+                return "\n".join(
+                    ["lossguard: no findings in what it could check.", *notes]
+                )
             return "lossguard: no findings. The loss is explained by the data."
-        lines = [f"lossguard found {len(self.findings)} problem(s):", ""]
-        for finding in self.ordered():
-            lines += [str(finding), ""]
-        first = self.ordered()[0]
+        roots = self.root_causes()
+        follow = len(self.findings) - len(roots)
+        head = f"lossguard found {len(roots)} root cause(s)"
+        if follow:
+            head += f" and {follow} finding(s) that follow from them"
+        lines = [head + ":", ""]
+        for root in roots:
+            lines.append(str(root))
+            lines += self._consequence_lines(root.code, "  ")
+            lines.append("")
+        lines += [*notes, *([""] if notes else [])]
+        first = roots[0]
         lines.append(f"First thing to fix ({first.code}): {first.fix}")
         return "\n".join(lines)
+
+    def _consequence_lines(self, code, indent) -> list[str]:
+        lines = []
+        for finding in sorted(self.consequences(code), key=_severity_rank):
+            at = f" ({finding.where})" if finding.where else ""
+            lines.append(
+                f"{indent}-> follows from {code}: [{finding.severity.upper()}] "
+                f"{finding.code}{at}"
+            )
+            lines.append(f"{indent}   {finding.message}")
+            lines += self._consequence_lines(finding.code, indent + "   ")
+        return lines
 
     def _repr_html_(self) -> str:
         rows = "".join(
             "<tr>"
             + "".join(
                 f"<td>{html.escape(str(v))}</td>"
-                for v in (f.severity, f.code, f.message, f.explanation, f.fix)
+                for v in (
+                    f.severity,
+                    f.code if f.caused_by is None else f"\u21b3 {f.code}",
+                    f.caused_by or "",
+                    f.message,
+                    f.explanation,
+                    f.fix,
+                )
             )
             + "</tr>"
             for f in self.ordered()
         )
         head = "".join(
-            f"<th>{h}</th>" for h in ("severity", "code", "message", "why", "fix")
+            f"<th>{h}</th>"
+            for h in ("severity", "code", "caused by", "message", "why", "fix")
         )
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+        notes = "".join(f"<p>Not checked: {html.escape(n)}</p>" for n in self.notes)
+        table = f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+        return table + notes
 
 
 def _jsonable(value):

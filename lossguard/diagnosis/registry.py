@@ -54,6 +54,8 @@ class Fault:
     title: str
     summary: str
     checks: dict = dataclasses.field(default_factory=dict, compare=False)
+    #: code -> why that code's finding follows from this one (`explains`).
+    consequences: dict = dataclasses.field(default_factory=dict, compare=False)
 
     @property
     def anchor(self) -> str:
@@ -88,10 +90,32 @@ class Fault:
 
         return register
 
-    def finding(self, message, explanation, fix, evidence=None, **where):
-        """A `Finding` of this code, its severity taken from the registry."""
+    def explains(self, consequence: Fault, reason: str) -> None:
+        """Declare that this fault, found on an output (or the whole model),
+        explains `consequence` on the same output: the consequence is then
+        reported under this root cause, with its fix, and never acts alone.
+
+        `reason` says in words why the consequence follows (it is added to
+        the consequence's explanation).
+        """
+        if consequence.code == self.code or self.code in _descendants(consequence.code):
+            raise ValueError(
+                f"{self.code} cannot explain {consequence.code}: the causes "
+                "would run in a circle."
+            )
+        self.consequences[consequence.code] = reason
+
+    def finding(self, message, explanation, fix, evidence=None, severity=None, **where):
+        """A `Finding` of this code, its severity taken from the registry
+        (a check may pass a milder `severity` where it knows less)."""
         return Finding(
-            self.code, self.severity, message, explanation, fix, evidence or {}, **where
+            self.code,
+            severity or self.severity,
+            message,
+            explanation,
+            fix,
+            evidence or {},
+            **where,
         )
 
 
@@ -113,6 +137,22 @@ def fault(code: str, severity: str, title: str, summary: str) -> Fault:
     FAULTS[code] = declared = Fault(code, severity, title, summary)
     KNOWN_CODES.add(code)
     return declared
+
+
+def _descendants(code: str) -> set[str]:
+    """Every code that follows from `code`, directly or through others."""
+    found, todo = set(), [code]
+    while todo:
+        for child in FAULTS[todo.pop()].consequences:
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def explainers(code: str) -> set[str]:
+    """The codes declared to explain `code`."""
+    return {c for c, f in FAULTS.items() if code in f.consequences}
 
 
 def checks(stage: str) -> list[tuple]:

@@ -174,6 +174,8 @@ def test_report_renders():
         "fix",
         "epoch",
         "step",
+        "phase",
+        "caused_by",
         "evidence",
     ]
     assert str(report).splitlines()[-1].startswith("First thing to fix")

@@ -40,6 +40,34 @@ def test_each_injected_code_is_found_with_its_severity(code):
     assert finding.severity == FAULTS[code].severity
     assert finding.evidence, "a finding shows the numbers behind it"
     assert str(finding).endswith(f"More: docs/faults.md#{code.lower()}")
+    assert_root_cause_first(report, code)
+
+
+def assert_root_cause_first(report, code):
+    """The injected fault leads the report; every other error or warning is
+    one of its declared consequences and names it (through its chain)."""
+    assert report.root_causes()[0].code == code, repr(report)
+    for other in report.findings:
+        if other.code == code or other.severity == "info":
+            continue
+        chain, cause = [other.code], other.caused_by
+        while cause is not None and cause != code:
+            chain.append(cause)
+            cause = report.get(cause).caused_by
+        assert cause == code, f"{' <- '.join(chain)} does not follow from {code}"
+        assert other.caused_by in FAULTS and other.code in (
+            FAULTS[other.caused_by].consequences
+        )
+        assert other.fix.startswith(f"Fix the root cause, {other.caused_by}")
+
+
+@pytest.mark.parametrize("code", ["SINGLE_UNIT_CATEGORICAL", "NEGATIVE_LABELS"])
+def test_each_injected_cause_leads_the_report_in_fit(code):
+    model, x, y = tiny_seq2seq(code, n=32)
+    cb = lossguard.LossSanityCallback(action="record")
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[cb])
+    assert_root_cause_first(cb.report, code)
+    assert cb.report.consequences(code), "the injected cause shows a consequence"
 
 
 @pytest.mark.backends
@@ -76,3 +104,25 @@ def test_the_catalogue_page_has_every_code_and_only_those():
             assert f"\n{part}" in body, f"{code}: no {part} paragraph"
         assert f'"{code}"' in body.split("**Reproduce.**")[1], code
         assert f"[{code}](#{code.lower()})" in toc, f"{code} not in the contents"
+
+
+def test_the_catalogue_page_lists_every_declared_consequence():
+    text = DOCS.read_text()
+    table = text.split("## Root causes and their consequences", 1)[1]
+    table = table.split("\n## ", 1)[0]
+    rows = re.findall(
+        r"^\| \[(\w+)\]\(#\w+\) \| \[(\w+)\]\(#\w+\) \| (.+) \|$", table, re.M
+    )
+    declared = [
+        (cause, effect, why)
+        for cause, f in FAULTS.items()
+        for effect, why in f.consequences.items()
+    ]
+    assert sorted(rows) == sorted(declared)
+
+
+def test_causes_cannot_run_in_a_circle():
+    from lossguard.diagnosis.registry import FAULTS as faults
+
+    with pytest.raises(ValueError, match="circle"):
+        faults["NEGATIVE_LOSS"].explains(faults["NEGATIVE_LABELS"], "no")

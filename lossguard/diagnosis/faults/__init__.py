@@ -8,9 +8,11 @@ Importing this package declares every code (`lossguard.diagnosis.registry`):
   NONFINITE_LOSS, NEGATIVE_LOSS
 - `predictions`: PREDICTIONS_NOT_PROBABILITIES, PROBABILITIES_AS_LOGITS,
   LOW_PRECISION_SATURATION
-- `config`: SINGLE_UNIT_CATEGORICAL, INVALID_LABEL_SMOOTHING
+- `config`: SINGLE_UNIT_CATEGORICAL, INVALID_LABEL_SMOOTHING,
+  SINGLE_UNIT_SOFTMAX, OPTIMIZER_EPSILON_UNDERFLOW
 - `seq2seq`: DECODER_TARGET_NOT_SHIFTED, PADDING_NOT_MASKED
 - `embeddings`: EMBEDDING_OOV_ROWS, EMBEDDING_MISALIGNED, EMBEDDING_DRIFT
+- `consequences`: which of these codes explains which (root causes)
 
 The callback and `diagnose` call the runners below, which run the registry
 by stage; neither knows the list of checks.
@@ -32,6 +34,7 @@ from lossguard.diagnosis.faults import predictions  # noqa: F401
 from lossguard.diagnosis.faults import config  # noqa: F401
 from lossguard.diagnosis.faults import seq2seq  # noqa: F401
 from lossguard.diagnosis.faults import embeddings  # noqa: F401
+from lossguard.diagnosis.faults import consequences  # noqa: F401
 
 # isort: on
 from lossguard.diagnosis.faults.format import measured
@@ -147,9 +150,10 @@ def check_start(model, specs, vocabulary=None, vectors=None) -> list:
     return found + run("model", model, vocabulary, vectors)
 
 
-def check_crash(error, specs, epoch=None, step=None) -> list:
-    """Findings that explain an error raised instead of a loss."""
-    return run("crash", error, specs, epoch=epoch, step=step)
+def check_crash(error, specs, epoch=None, step=None, phase=None) -> list:
+    """Findings that explain an error raised instead of a loss, at the
+    batch that raised it."""
+    return run("crash", error, specs, epoch=epoch, step=step, phase=phase)
 
 
 def check_epoch(layer_name, row, threshold, epoch) -> list:

@@ -1,11 +1,16 @@
 """Configuration faults: a compile() setting that no data can make right.
 
-These are proven by the compiled loss and the output layer alone, before any
-batch runs: a categorical cross-entropy over one unit is always 0, and label
-smoothing outside [0, 1] gives negative target weights.
+These are proven by the compiled loss, the output layer and the optimizer
+alone, before any batch runs: a categorical cross-entropy over one unit is
+always 0, a softmax over one unit always outputs 1, label smoothing outside
+[0, 1] gives negative target weights, and an optimizer epsilon that rounds
+to 0 in the variables' dtype divides by zero.
 """
 
 from __future__ import annotations
+
+import keras
+import numpy as np
 
 from lossguard.diagnosis.registry import fault
 
@@ -21,6 +26,18 @@ INVALID_LABEL_SMOOTHING = fault(
     "Label smoothing outside [0, 1]",
     "y (1 - ls) + ls / K gives negative target weights.",
 )
+SINGLE_UNIT_SOFTMAX = fault(
+    "SINGLE_UNIT_SOFTMAX",
+    "error",
+    "Softmax over one unit",
+    "exp(z) / exp(z) = 1: the output is the constant 1, whatever the input.",
+)
+OPTIMIZER_EPSILON_UNDERFLOW = fault(
+    "OPTIMIZER_EPSILON_UNDERFLOW",
+    "error",
+    "Optimizer epsilon rounds to 0",
+    "The optimizer's epsilon is 0 in the variables' dtype: its step divides by 0.",
+)
 
 
 @SINGLE_UNIT_CATEGORICAL.check("config")
@@ -29,9 +46,11 @@ def single_unit_categorical(spec):
         return None
     return SINGLE_UNIT_CATEGORICAL.finding(
         f"'{spec.loss_name}' on output '{spec.name}', which has 1 unit.",
-        "Categorical cross-entropy normalises each prediction row to sum to 1; a "
-        "row of one value always becomes 1, log 1 = 0, so the loss is exactly 0 "
-        "whatever the model does and nothing is learned.",
+        "Categorical cross-entropy makes each prediction row a distribution: "
+        "it divides the row by its sum (or, on TensorFlow, takes the softmax "
+        "of the logits behind a Keras sigmoid or softmax output). A row of one "
+        "value always becomes 1, log 1 = 0, so the loss is exactly 0 whatever "
+        "the model does and nothing is learned.",
         "For two classes use Dense(1, activation='sigmoid') with "
         "binary_crossentropy; for K classes use Dense(K, activation='softmax').",
         {"output": spec.name, "units": 1, "loss": spec.loss_name},
@@ -69,4 +88,90 @@ def invalid_label_smoothing(spec):
             "true_target": true,
             "other_target": other,
         },
+    )
+
+
+def _single_unit_softmax_effect(spec) -> str:
+    """What a constant output 1 does to this loss, on this backend."""
+    tensorflow = keras.backend.backend() == "tensorflow"
+    if spec.kind == "binary" and tensorflow and not spec.from_logits:
+        return (
+            "Under binary cross-entropy Keras' TensorFlow backend reads the "
+            "logit z behind its own softmax tensor and computes sigmoid "
+            "cross-entropy on it, so the loss falls while the model's output "
+            "(and accuracy) stays fixed at 1: the loss trains a sigmoid that "
+            "predict() never returns."
+        )
+    if spec.kind == "binary":
+        return (
+            "Under binary cross-entropy every prediction is p = 1, clipped to "
+            "1 - eps: each 0 label costs -log eps = 16.12 and each 1 label 0, "
+            "so the loss is 16.12 times the share of 0 labels and never moves."
+        )
+    if spec.kind == "sparse":
+        return (
+            "Under sparse cross-entropy one unit is one class, id 0: a label "
+            "1 is out of range (TensorFlow and PyTorch stop the step)."
+        )
+    return "Its gradient is 0, so nothing before it learns through it."
+
+
+@SINGLE_UNIT_SOFTMAX.check("config")
+def single_unit_softmax(spec):
+    if not (spec.activation == "softmax" and spec.units == 1):
+        return None
+    return SINGLE_UNIT_SOFTMAX.finding(
+        f"Output '{spec.name}' is a softmax over 1 unit, under '{spec.loss_name}'.",
+        "softmax(z) = exp(z) / sum(exp(z)); over one unit that is exp(z) / exp(z) "
+        "= 1 for every input, so the model's output is the constant 1 and its "
+        f"accuracy cannot change. {_single_unit_softmax_effect(spec)}",
+        "For two classes use Dense(1, activation='sigmoid') with "
+        "binary_crossentropy; for K classes use Dense(K, activation='softmax') "
+        "with (sparse_)categorical_crossentropy.",
+        {
+            "output": spec.name,
+            "units": 1,
+            "activation": "softmax",
+            "loss": spec.loss_name,
+        },
+    )
+
+
+def _optimizer(model):
+    """The optimizer that applies the updates (a loss-scale wrapper's inner)."""
+    optimizer = getattr(model, "optimizer", None)
+    return getattr(optimizer, "inner_optimizer", None) or optimizer
+
+
+@OPTIMIZER_EPSILON_UNDERFLOW.check("model")
+def optimizer_epsilon_underflow(model, vocabulary=None, vectors=None):
+    optimizer = _optimizer(model)
+    epsilon = getattr(optimizer, "epsilon", None)
+    if not isinstance(epsilon, float | int) or epsilon <= 0:
+        return None
+    dtypes = sorted(
+        {
+            keras.backend.standardize_dtype(v.dtype)
+            for v in getattr(model, "trainable_variables", [])
+        }
+    )
+    vanished = [d for d in dtypes if "float" in d and np.asarray(epsilon, d) == 0]
+    if not vanished:
+        return None
+    dtype = vanished[0]
+    tiny = float(np.finfo(dtype).smallest_subnormal)
+    name = type(optimizer).__name__
+    return OPTIMIZER_EPSILON_UNDERFLOW.finding(
+        f"{name}'s epsilon={epsilon:g} rounds to 0 in {dtype}, the dtype of "
+        "the variables it updates.",
+        f"{name} steps by m / (sqrt(v) + epsilon). In {dtype} the smallest "
+        f"positive number is {tiny:.3g}, so epsilon = {epsilon:g} becomes 0. "
+        f"Wherever the running mean of squared gradients v underflows to 0 "
+        f"(its update, a squared gradient times 1 - beta_2, below {tiny:.3g}), "
+        "the step is m / 0 = inf, or 0 / 0 = NaN: the weights become "
+        "non-finite, and so does every loss after that step.",
+        f"Keep the variables in float32 (keras.mixed_precision.set_global_policy"
+        "('mixed_float16') computes in float16 with float32 variables), or use "
+        f"an epsilon {dtype} can hold, e.g. {name}(epsilon=1e-4).",
+        {"optimizer": name, "epsilon": epsilon, "dtype": dtype, "smallest": tiny},
     )

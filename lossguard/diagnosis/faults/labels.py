@@ -9,11 +9,10 @@ statistics of one output on one batch (`lossguard.diagnosis.statistics`).
 from __future__ import annotations
 
 import math
-import re
 
 import keras
 
-from lossguard.diagnosis.crashes import error_detail
+from lossguard.diagnosis.crashes import label_out_of_range
 from lossguard.diagnosis.faults.format import num, of_output, pct
 from lossguard.diagnosis.registry import fault
 from lossguard.diagnosis.specs import clip_ceiling
@@ -197,39 +196,40 @@ def labels_out_of_range(s, g, spec, single):
 
 
 @LABELS_OUT_OF_RANGE.check("crash")
-def sparse_label_crash(error, specs, epoch=None, step=None):
-    """A sparse label outside [0, K) aborts the step on CPU: explain it.
-
-    TensorFlow says "Received a label value of 45 which is outside the valid
-    range of [0, 42)"; PyTorch's `nll_loss` says "Target 45 is out of
-    bounds". Only an error raised inside the loss counts: an Embedding input
-    id out of range fails with "not in [0, K)" (TensorFlow) or "index out of
-    range in self" (PyTorch), in the model. JAX does not stop (Keras one-hot
-    encodes such an id as zeros): the batch statistics show the label instead.
-    """
-    sparse = [s for s in specs if s.kind == "sparse"]
-    detail = error_detail(error)
-    nodes = [line for line in str(error).splitlines() if "node" in line]
-    torch_target = re.search(r"Target -?\d+ is out of bounds", detail) is not None
-    in_loss = (
-        "label value" in detail
-        or torch_target
-        or any("compile_loss" in line or "crossentropy" in line for line in nodes)
-    )
-    if not sparse or not ("[0" in detail or torch_target) or not in_loss:
+def label_range_crash(error, specs, epoch=None, step=None, phase=None):
+    """A sparse label outside [0, K) aborts the step: explain it from the
+    error's own text (`label_out_of_range`), whatever loss called the op."""
+    refused = label_out_of_range(error)
+    if refused is None:
         return None
-    spec = sparse[0]
-    k = spec.units
-    why, fix = _sparse_ids(k)
+    k = refused.classes
+    widths = [s for s in specs if s.units is not None and s.units > 1]
+    # The output whose width is the K the error names; else the only one.
+    spec = next((s for s in widths if s.units == k), None)
+    if spec is None and len(specs) == 1:
+        spec = specs[0]
+    if k is None and spec is not None and spec.units:
+        k = spec.units
+    valid = f"[0, {k})" if k else "[0, K)"
+    why, fix = _sparse_ids(k or "K")
     backend = {"torch": "PyTorch", "tensorflow": "TensorFlow"}.get(
         keras.backend.backend(), keras.backend.backend()
     )
+    name = spec.name if spec is not None else None
+    of = f" of output '{name}'" if name and len(specs) > 1 else ""
     return LABELS_OUT_OF_RANGE.finding(
-        f"A sparse label of output '{spec.name}' is outside [0, {k}); {backend} "
-        f"stopped the step: {detail}",
+        f"A sparse label{of} is {refused.value}, outside {valid}; {backend} "
+        f"stopped the step in {refused.op}: {refused.detail}",
         why,
         fix,
-        {"output": spec.name, "valid_range": f"[0, {k})", "error": detail},
+        {
+            "output": name,
+            "label": refused.value,
+            "valid_range": valid,
+            "op": refused.op,
+            "error": refused.detail,
+        },
         epoch=epoch,
         step=step,
+        phase=phase,
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from lossguard.diagnosis.faults.format import measured, num, of_output, pct
-from lossguard.diagnosis.registry import fault
+from lossguard.diagnosis.registry import explainers, fault
 from lossguard.diagnosis.specs import UNBOUNDED_RANGES
 from lossguard.diagnosis.statistics import AUX_TERM
 
@@ -47,18 +47,6 @@ NEGATIVE_LOSS = fault(
     "A batch loss below zero that no specific code explains.",
 )
 
-#: Codes that explain a sub-zero loss: with one of them, NEGATIVE_LOSS is moot.
-EXPLAINS_NEGATIVE = {
-    "NEGATIVE_LABELS",
-    "LABEL_SUM_NOT_ONE",
-    "LABELS_OUT_OF_RANGE",
-    "NEGATIVE_WEIGHTS",
-    "NEGATIVE_AUX_LOSS",
-    "LOSS_UNBOUNDED_BELOW",
-    "NONFINITE_LOSS",
-    "PREDICTIONS_NOT_PROBABILITIES",
-    "INVALID_LABEL_SMOOTHING",
-}
 #: Below this a loss is negative, not float rounding around 0.
 NEGATIVE_BELOW = -1e-6
 
@@ -188,7 +176,7 @@ def _unexplained_negative(g, outs, specs, found):
     negative = np.zeros(np.shape(g["loss"]), bool)
     for value in _negative_values(g, specs).values():
         negative = negative | (np.asarray(value) < NEGATIVE_BELOW)
-    for code in EXPLAINS_NEGATIVE & set(found):
+    for code in explainers(NEGATIVE_LOSS.code) & set(found):
         negative = negative & ~found[code]
     return negative
 

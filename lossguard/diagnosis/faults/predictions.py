@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import keras
 import numpy as np
 
 from lossguard.diagnosis.faults.format import measured, num, of_output, pct
@@ -51,24 +52,49 @@ def _not_probabilities(s, g, spec):
     return out_of_range | (np.abs(sums[0] - 1) > tol) | (np.abs(sums[1] - 1) > tol)
 
 
+def _why_not_probabilities(spec, sums):
+    """The mechanism as the backend computes it, and the fix."""
+    if (
+        keras.backend.backend() == "tensorflow"
+        and spec.activation == "sigmoid"
+        and spec.categorical
+        and not spec.identified
+    ):
+        return (
+            "Keras' TensorFlow backend recognises its own sigmoid tensor and "
+            "computes the softmax cross-entropy of the logits z behind it, so "
+            "the loss trains softmax(z) while the model outputs sigmoid(z), "
+            f"rows that do not sum to 1{sums}: predict() returns values the "
+            "loss never measured (on JAX and PyTorch the same loss divides the "
+            "sigmoid outputs by their row sum instead).",
+            "For one class per sample end the model with a softmax; for "
+            "independent (multi-label) classes keep the sigmoid and use "
+            "binary_crossentropy.",
+        )
+    return (
+        "With from_logits=False Keras divides y_pred by its row sum and clips it "
+        f"into [eps, 1 - eps]: logits (or linear/ReLU outputs) then collapse each "
+        f"token's loss to about 0 or about -log eps = {num(clip_ceiling())}, "
+        "which measures nothing; a hand-written -sum(y log p) on outputs above 1 "
+        "goes negative.",
+        "Either set from_logits=True in the loss, or end the model with a "
+        "softmax (sigmoid for binary) output layer.",
+    )
+
+
 @PREDICTIONS_NOT_PROBABILITIES.check("output", when=_not_probabilities)
 def predictions_not_probabilities(s, g, spec, single):
     pmin, pmax = s["pred_min"], s["pred_max"]
     smin, smax = s["pred_sum_min"], s["pred_sum_max"]
-    ceiling = clip_ceiling()
     sums = f", row sums in [{num(smin)}, {num(smax)}]" if measured(smin) else ""
+    why, fix = _why_not_probabilities(spec, sums)
     return PREDICTIONS_NOT_PROBABILITIES.finding(
         f"The loss '{spec.loss_name}' expects probabilities (from_logits=False) "
         f"but predictions{of_output(spec, single)} range over [{num(pmin)}, "
         f"{num(pmax)}]{sums}; the output activation is "
         f"'{spec.activation}'.",
-        "With from_logits=False Keras divides y_pred by its row sum and clips it "
-        f"into [eps, 1 - eps]: logits (or linear/ReLU outputs) then collapse each "
-        f"token's loss to about 0 or about -log eps = {num(ceiling)}, which "
-        "measures nothing; a hand-written -sum(y log p) on outputs above 1 goes "
-        "negative.",
-        "Either set from_logits=True in the loss, or end the model with a "
-        "softmax (sigmoid for binary) output layer.",
+        why,
+        fix,
         {
             "output": spec.name,
             "pred_min": pmin,
