@@ -2,10 +2,10 @@
 
 A compiled loss that is not one of Keras' or lossguard's own (a function, a
 lambda, a `functools.partial`, a `keras.losses.Loss` subclass with its own
-`call`, a wrapper that masks, clips or reduces a Keras loss) is called once,
-eagerly and outside the train step, on small synthetic tensors shaped like
-the model's output. Its values are compared with what each family would
-give on the same tensors:
+`call`, a wrapper that masks, clips or reduces a Keras loss) is called
+eagerly, outside the train step, on small synthetic tensors shaped like the
+model's output. Its values are compared with what each family would give on
+the same tensors:
 
 - categorical cross-entropy on probabilities, `-Σ y log p`, or on logits,
   `-Σ y log softmax(z)`: fitted as `(1 - ls) CE + ls U` (U the uniform
@@ -13,21 +13,34 @@ give on the same tensors:
   measures a label smoothing `ls`; with one-hot labels, or sparse class ids;
 - binary cross-entropy on probabilities or logits (with label smoothing);
 - KL divergence `Σ y log(y / p)` (told from cross-entropy by soft labels);
-- masking: a loss whose value ignores the rows whose label is the padding
-  id 0 (a masked mean) is "masked";
+- Dice, `1 - (2 Σ y p + s) / (Σ y + Σ p + s)` or its negation `-dice`, over
+  the whole batch or per sample, with the smoothing `s` fitted on one probe
+  and verified on a second;
+- masking: a loss whose value ignores the rows whose label is a padding id
+  (0, -1 or -100: a masked mean) "ignores" that id;
 - clipping: the loss of a term whose cross-entropy is 13.8 (p = 1e-6), and of
-  a term with a negative label, show an upper and a lower clip;
-- negative by design: below zero at its own optimum (`y_pred == y_true`),
-  as cosine similarity or a Gaussian negative log-likelihood are.
+  a term with a negative label, show an upper and a lower clip.
+
+Then its floor: every loss is called on *valid* inputs only, labels in
+[0, 1] (0/1 labels stay 0/1; sparse ids in [0, K)) and predictions in the
+range of the output's activation (a sigmoid's (0, 1), a ReLU's [0, inf),
+anything for a linear output): at the target itself (`y_pred == y_true`),
+near it, and at random; and, for an output that concatenates parameters
+(a mean and a scale: width 2·D; mixtures: 3·K·D or K·(2·D + 1)), with labels
+of width D, the means at the target and the scales small. A loss that goes
+below zero there is negative by design (a Gaussian or mixture negative
+log-likelihood, a cosine similarity, `-dice`, a Wasserstein critic): floor
+"below". A loss that stays >= 0 on every such probe is bounded below by 0
+as measured: floor "zero". A loss no probe could evaluate has an unknown
+floor: a negative value from it is reported as info, never as a warning.
 
 Tolerances: a value "matches" a family within 1e-3 relative plus 1e-4
 absolute; an upper clip is reported when the term of cross-entropy 13.8
 comes out more than 5% lower (an epsilon added inside the log is not a clip),
-a lower clip when negative labels give a value above the family's. A loss
-that raises on every probe, or matches no family, is "unknown": it gets the
-checks that need no family (weights, extra terms, non-finite values,
-negative batch losses). Probing reads no model, optimizer or metric state;
-it takes a few to a few tens of milliseconds, once per `fit` or `diagnose`.
+a lower clip when negative labels give a value above the family's; a probe
+is "below zero" under -1e-4. Probing reads no model, optimizer or metric
+state; it takes a few to a few tens of milliseconds, once per `fit` or
+`diagnose`.
 """
 
 from __future__ import annotations
@@ -56,8 +69,14 @@ class Identity:
     from_logits: bool = False
     label_smoothing: float = 0.0
     clip: tuple | None = None  # (low or None, high or None)
-    masks_padding: bool = False
+    #: The label id the loss ignores (a masked mean), or None.
+    ignored_id: int | None = None
     how: str = ""
+    #: "zero" (>= 0 on every valid probe), "below" (negative on one: by
+    #: design) or "unknown" (no valid probe could be evaluated).
+    floor: str = "zero"
+    #: The probe behind the floor, in words.
+    floor_how: str = ""
 
 
 def _close(a, b) -> bool:
@@ -73,9 +92,24 @@ def _sigmoid(z):
     return 1 / (1 + np.exp(-z))
 
 
+def _as_keras_loss(loss):
+    """`loss` reduced as compile() reduces it: a plain function is wrapped in
+    a `keras.losses.Loss`, so masks it sets (`ignore_class`) count."""
+    import keras
+
+    if isinstance(loss, keras.losses.Loss):
+        return loss
+
+    class Wrapped(keras.losses.Loss):
+        def call(self, y_true, y_pred):
+            return loss(y_true, y_pred)
+
+    return Wrapped(name=getattr(loss, "__name__", "loss"))
+
+
 class _Prober:
     def __init__(self, loss, shape):
-        self.loss = loss
+        self.loss = _as_keras_loss(loss)
         self.shape = shape  # the output's probe shape (..., K)
         self.k = shape[-1]
         self.rows = int(np.prod(shape[:-1]))
@@ -163,16 +197,22 @@ def _binary_fit(prober, shape):
     return None
 
 
-def identify(loss, output_shape) -> Identity:
+def identify(loss, output_shape, activation=None) -> Identity:
     """Probe `loss` on tensors shaped like `output_shape` (batch axis first).
 
-    Returns an `Identity`; kind "other" with `how` saying why when no family
-    fits.
+    `activation` is the output layer's (it bounds the predictions the floor
+    probes use). Returns an `Identity`; kind "other" with `how` saying why
+    when no family fits.
     """
     shape = [2] + [3 if d is None else min(int(d), 4) for d in output_shape[1:-1]]
     k = output_shape[-1] if output_shape else None
     if not isinstance(k, int) or len(output_shape) < 2:
-        return Identity("other", how="not probed: the output's class axis is unknown")
+        return Identity(
+            "other",
+            how="not probed: the output's class axis is unknown",
+            floor="unknown",
+            floor_how="not probed",
+        )
     prober = _Prober(loss, (*shape, k))
     found = _probe(prober) if k > 1 else None
     if found is None:
@@ -185,13 +225,30 @@ def identify(loss, output_shape) -> Identity:
                 how=_words("binary cross-entropy", fit[0], fit[1]),
             )
     if found is None:
-        found = _negative_by_design(prober)
-    if found is None and len(prober.errors) == prober.calls:
-        found = Identity("other", how=f"it raised on every probe ({prober.errors[0]})")
+        found = _dice_fit(prober)
     if found is None:
-        found = Identity(
-            "other", how="it behaves as no cross-entropy, KL or similarity known"
-        )
+        floor, floor_how = _floor(prober, activation)
+        if floor == "below":
+            found = Identity(
+                "unbounded",
+                how=f"negative by design: {floor_how}",
+                floor=floor,
+                floor_how=floor_how,
+            )
+        elif len(prober.errors) == prober.calls:
+            found = Identity(
+                "other",
+                how=f"it raised on every probe ({prober.errors[0]})",
+                floor="unknown",
+                floor_how="it raised on every probe",
+            )
+        else:
+            found = Identity(
+                "other",
+                how="it behaves as no cross-entropy, KL, Dice or similarity known",
+                floor=floor,
+                floor_how=floor_how,
+            )
     return found
 
 
@@ -223,7 +280,7 @@ def _probe(prober) -> Identity | None:
     if kind == "categorical" and not from_logits and _is_kl(prober, p_a):
         kind = "kl"
     clip = _clip(prober, labels_of, kind, from_logits, ls)
-    masks = _masks_padding(prober, labels_of, from_logits, ls)
+    ignored = _ignored_id(prober, labels_of, kind, from_logits, ls)
     family = {
         "categorical": "categorical cross-entropy",
         "sparse": "sparse categorical cross-entropy",
@@ -233,14 +290,14 @@ def _probe(prober) -> Identity | None:
     if clip is not None:
         lo, hi = clip
         extra += f", clipped into [{_bound(lo, '-inf')}, {_bound(hi, 'inf')}]"
-    if masks:
-        extra += ", ignoring padding id 0"
+    if ignored is not None:
+        extra += f", ignoring padding id {ignored}"
     return Identity(
         kind,
         from_logits=from_logits,
         label_smoothing=ls,
         clip=clip,
-        masks_padding=masks,
+        ignored_id=ignored,
         how=_words(family, from_logits, ls, extra),
     )
 
@@ -288,35 +345,202 @@ def _clip(prober, labels_of, kind, from_logits, ls):
     return (low, high)
 
 
-def _masks_padding(prober, labels_of, from_logits, ls):
-    """True when rows labelled 0 (padding) do not count in the loss's value."""
+#: Padding ids a masked loss may ignore: Keras' and TextVectorization's 0,
+#: a hand-made -1, PyTorch's -100.
+PAD_IDS = (0, -1, -100)
+
+
+def _ignored_id(prober, labels_of, kind, from_logits, ls):
+    """The padding id whose rows do not count in the loss's value, or None.
+
+    Half the rows get the candidate id; a loss that ignores it gives the mean
+    over the other rows (for id 0 also their sum over every row, a masked
+    sum). A negative id is only tried on sparse losses (a one-hot row cannot
+    hold it), and only a masked mean counts there: a plain sparse loss on
+    JAX one-hot encodes -1 as a row of zeros, a sum that ignores nothing on
+    purpose.
+    """
     if prober.rows < 2:
-        return False
+        return None
     classes = prober.classes(seed=6)
-    classes.reshape(-1)[: prober.rows // 2] = 0
+    half = np.zeros(classes.shape, bool)
+    half.reshape(-1)[: prober.rows // 2] = True
+    classes = np.where(half, 0, classes)
     p = prober.peaked(classes, 6)
     z = np.log(p)
     logq = _log_softmax(z) if from_logits else np.log(p)
     ce = -np.take_along_axis(logq, classes[..., None], -1)[..., 0]
     per_row = (1 - ls) * ce + ls * (-logq.mean(-1))
-    value = prober(labels_of(classes), z if from_logits else p)
-    real = classes != 0
-    if _close(value, per_row.mean()):
-        return False
-    return _close(value, per_row[real].mean()) or _close(
-        value, per_row[real].sum() / per_row.size
-    )
+    real = per_row[~half]
+    for pad in PAD_IDS if kind == "sparse" else PAD_IDS[:1]:
+        labels = np.where(half, pad, classes)
+        value = prober(labels_of(labels), z if from_logits else p)
+        if pad == 0 and _close(value, per_row.mean()):
+            continue  # id 0 counts as a class
+        if _close(value, real.mean()):
+            return pad
+        if pad == 0 and _close(value, real.sum() / per_row.size):
+            return pad
+    return None
 
 
-def _negative_by_design(prober) -> Identity | None:
+#: Label width D of an output that concatenates parameters, by layout:
+#: (name, blocks of D, extra units) -> width = blocks * D * n + extra * n.
+_STACKED = (
+    ("[mean, scale]", 2, 0),
+    ("mixture [means, scales, weights]", 3, 0),
+    ("mixture [means, scales] + weights", 2, 1),
+)
+
+
+def _floor(prober, activation):
+    """("below" | "zero" | "unknown", the probe behind it, in words)."""
     rng = np.random.default_rng(7)
-    for scale in (1.0, 3.0):
-        y = (rng.uniform(0.05, 1.0, prober.shape) * scale).astype("float32")
-        value = prober(y, y)
-        if np.isfinite(value) and value < -ATOL:
+    low, high = _output_range(activation)
+    lowest, evaluated = math.inf, 0
+    where = ""
+    for name, y, p in _floor_probes(prober, rng, low, high):
+        value = prober(y, p)
+        if not np.isfinite(value):
+            continue
+        evaluated += 1
+        if value < lowest:
+            lowest, where = value, name
+        if value < -ATOL:
+            return "below", f"{value:.4g} on valid labels and predictions ({name})"
+    if evaluated >= 2:
+        return "zero", (
+            f">= 0 on {evaluated} probes with labels in [0, 1] and predictions in "
+            f"[{_bound(low, '-inf')}, {_bound(high, 'inf')}] (lowest {lowest:.3g}, "
+            f"{where})"
+        )
+    return "unknown", "no probe with valid labels and predictions gave a finite value"
+
+
+def _output_range(activation):
+    """The values an output activation can take (None: unbounded)."""
+    name = (activation or "linear").lower()
+    if name in ("sigmoid", "softmax", "hard_sigmoid"):
+        return 0.0, 1.0
+    if name in ("relu", "softplus", "relu6", "exponential"):
+        return 0.0, None
+    if name in ("tanh", "soft_sign", "softsign"):
+        return -1.0, 1.0
+    return None, None
+
+
+def _in_range(x, low, high):
+    return np.clip(x, 1e-3 if low == 0.0 else low, None if high is None else high)
+
+
+def _floor_probes(prober, rng, low, high):
+    """(what, labels, predictions) of valid probes for the floor."""
+    shape, k = prober.shape, prober.k
+    soft = rng.uniform(0.05, 0.95, shape).astype("float32")
+    binary = rng.integers(0, 2, shape).astype("float32")
+    for name, y in (("soft labels", soft), ("0/1 labels", binary)):
+        if low == 0.0 and high == 1.0 and k > 1:
+            target = y / np.maximum(y.sum(-1, keepdims=True), 1e-6)
+        else:
+            target = y
+        yield (
+            f"{name}, y_pred = y_true",
+            y,
+            _in_range(target, low, high).astype("float32"),
+        )
+        near = target + rng.normal(0, 0.01, shape)
+        yield (
+            f"{name}, y_pred near y_true",
+            y,
+            _in_range(near, low, high).astype("float32"),
+        )
+        noise = rng.normal(0, 1, shape)
+        if low is not None and high is not None:
+            noise = low + (high - low) * rng.uniform(0, 1, shape)
+        elif low is not None:
+            noise = np.abs(noise)
+        yield f"{name}, random y_pred", y, _in_range(noise, low, high).astype("float32")
+        if low is None:
+            yield f"{name}, y_pred = -y_true", y, (-y).astype("float32")
+    # Concatenated parameters: labels of width D, means at the target, small
+    # scales (a log-scale of -3 or a scale of 0.05), equal mixture weights;
+    # only on an output that can hold them (no sigmoid, softmax or tanh).
+    if high is not None:
+        return
+    for name, blocks, extra in _STACKED:
+        for n in (1, 2, 3, 4, 5):
+            d, rest = divmod(k - extra * n, blocks * n)
+            if rest or d < 1 or (blocks, extra, n) == (2, 0, 1) and d * 2 != k:
+                continue
+            y = rng.uniform(0.2, 0.8, (*shape[:-1], d)).astype("float32")
+            means = np.concatenate([y] * n, -1)
+            for scale in (-3.0, 0.05) if low is None else (0.05,):
+                scales = np.full(means.shape, scale, "float32")
+                parts = [means, scales]
+                if blocks == 3:
+                    parts.append(np.full(means.shape, 1.0 / n, "float32"))
+                if extra:
+                    parts.append(np.zeros((*shape[:-1], n), "float32"))
+                p = np.concatenate(parts, -1).astype("float32")
+                yield f"{name}, {n} x width {d}, scale {scale:g}", y, p
+
+
+def _dice_value(y, p, offset, smooth, per_sample):
+    """`offset - (2 Σ y p + s) / (Σ y + Σ p + s)`, averaged over samples."""
+    axes = tuple(range(1, y.ndim)) if per_sample else None
+    a, b = (y * p).sum(axis=axes), (y + p).sum(axis=axes)
+    return float(np.mean(offset - (2 * a + smooth) / (b + smooth)))
+
+
+def _dice_smooth(y, p, value, offset, per_sample):
+    """The smoothing s >= 0 that gives `value`, or None (bisection: the
+    ratio moves monotonically towards 1 as s grows)."""
+    low, high = 0.0, 1e4
+
+    def gap(s):
+        return _dice_value(y, p, offset, s, per_sample) - value
+
+    if gap(low) * gap(high) > 0:
+        return None
+    for _ in range(80):
+        mid = (low + high) / 2
+        if gap(low) * gap(mid) <= 0:
+            high = mid
+        else:
+            low = mid
+    return (low + high) / 2
+
+
+def _dice_fit(prober) -> Identity | None:
+    """Dice by behaviour: `1 - dice` or `-dice`, with a smoothing s >= 0,
+    over the whole batch or per sample; fitted on one probe, verified on a
+    second."""
+    rng = np.random.default_rng(11)
+    probes = []
+    for _ in range(2):
+        y = rng.integers(0, 2, prober.shape).astype("float32")
+        p = rng.uniform(0.05, 0.95, prober.shape).astype("float32")
+        probes.append((y, p, prober(y, p)))
+    if not all(np.isfinite(v) for *_, v in probes):
+        return None
+    (y, p, v), (y2, p2, v2) = probes
+    for offset in (1.0, 0.0):
+        for per_sample in (False, True):
+            smooth = _dice_smooth(y, p, v, offset, per_sample)
+            if smooth is None:
+                continue
+            if not _close(v2, _dice_value(y2, p2, offset, smooth, per_sample)):
+                continue
+            form = "1 - dice" if offset else "-dice"
+            over = "per sample" if per_sample else "over the batch"
             return Identity(
-                "unbounded",
-                how=f"negative by design: {value:.4g} at its own optimum "
-                "(y_pred == y_true)",
+                "binary",
+                how=f"behaves as {form} (smooth {smooth:.3g}, {over})",
+                floor="zero" if offset else "below",
+                floor_how=(
+                    f"{form} lies in [0, 1] for labels and predictions in [0, 1]"
+                    if offset
+                    else f"{form} lies in [-1, 0]: negative by design"
+                ),
             )
     return None

@@ -77,6 +77,12 @@ class OutputSpec:
     identified: str = ""
     #: (low, high) bounds the loss clips each term into (either may be None).
     clip: tuple | None = None
+    #: What the loss is bounded below by on valid labels and predictions:
+    #: "zero" (a cross-entropy family, known or measured), "below" (negative
+    #: by design) or "unknown" (no probe could tell).
+    floor: str = "zero"
+    #: How the floor is known, in words (the probe, for a probed loss).
+    floor_how: str = ""
 
     @property
     def expects_probabilities(self) -> bool:
@@ -220,7 +226,8 @@ def output_specs(model, outputs=None) -> list[OutputSpec]:
             ),
         }
         with _eager():
-            specs.append(OutputSpec(**common, **_loss_family(loss, shape)))
+            family = _loss_family(loss, shape, common["activation"])
+            specs.append(OutputSpec(**common, **family))
     return specs
 
 
@@ -250,23 +257,27 @@ def _loss_weights(model):
         return None
 
 
-def _loss_family(loss, shape) -> dict:
+def _loss_family(loss, shape, activation=None) -> dict:
     """The loss's family and settings: by name for Keras' and lossguard's own
     losses, else by probing how it behaves (`lossguard.diagnosis.probe`)."""
     if loss is None:
-        return {"kind": "none"}
+        return {"kind": "none", "floor": "unknown", "floor_how": "no compiled loss"}
     name = _loss_name(loss).lower()
     if _is_own(loss) and name in _KIND_OF:
+        kind = _KIND_OF[name]
+        below = kind == "unbounded"
         return {
-            "kind": _KIND_OF[name],
+            "kind": kind,
             "from_logits": bool(_loss_setting(loss, "from_logits", False)),
             "label_smoothing": float(_loss_setting(loss, "label_smoothing", 0.0) or 0),
             "ignore_class": _loss_setting(loss, "ignore_class", None),
             "clip": _lossguard_clip(loss),
+            "floor": "below" if below else "zero",
+            "floor_how": UNBOUNDED_RANGES.get(name, "") if below else "",
         }
     from lossguard.diagnosis.probe import identify
 
-    identity = identify(loss, shape)
+    identity = identify(loss, shape, activation)
     if identity.kind == "other":
         logger.info(
             "lossguard cannot tell what the loss %r is (%s): it checks weights, "
@@ -279,9 +290,11 @@ def _loss_family(loss, shape) -> dict:
         "kind": identity.kind,
         "from_logits": identity.from_logits,
         "label_smoothing": identity.label_smoothing,
-        "ignore_class": 0 if identity.masks_padding else None,
+        "ignore_class": identity.ignored_id,
         "identified": identity.how,
         "clip": identity.clip,
+        "floor": identity.floor,
+        "floor_how": identity.floor_how,
     }
 
 

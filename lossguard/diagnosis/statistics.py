@@ -466,22 +466,30 @@ def output_statistics(
         out["pred_saturated_share"] = _share(_and(active, saturated), n_act)
         label_keys += ("pred_saturated_share",)
     if ids is not None and rank == 2 and spec.kind in ("sparse", "categorical"):
-        label_keys += _sequence_statistics(out, ids, active, n_act, inputs, rows, k)
+        steps = p.shape[1] if p.shape[1] is not None else ops.shape(p)[1]
+        label_keys += _sequence_statistics(
+            out, ids, active, n_act, inputs, rows, k, steps
+        )
     _where_fits(out, label_keys, fits)
     return {key: f32(ops.convert_to_tensor(value)) for key, value in out.items()}
 
 
-def _sequence_statistics(out, ids, active, n_act, inputs, rows, k):
+def _sequence_statistics(out, ids, active, n_act, inputs, rows, k, steps):
     """Padding share of the targets, and inputs that copy them (unshifted).
 
-    The padding id is 0. `pad_share` is over the rows the loss counts (a
-    mask, `ignore_class` or zero weights take padding out of it);
-    `decoder_copy_share` is the share of real (non-padding) target positions
-    whose input token, at the same position, is the target itself.
+    `pad_share` is the share of the rows the loss counts (a mask,
+    `ignore_class` or zero weights take padding out of it) whose target is
+    the padding id 0. `decoder_copy_share` is the share of real target
+    positions whose input token, at the same position, is the target itself.
+    Real means not padding, whatever its id: not 0, not masked or ignored,
+    and not in the run of one token that ends a sequence (keras.io's
+    character seq2seq pads with spaces, and its decoder input and target
+    both end in them: those runs are padding, not copies).
     """
     ids = ops.cast(ids, "int32")
     pad = ops.equal(ids, 0)
     out["pad_share"] = _share(_and(active, pad), n_act)
+    pad = ops.logical_or(pad, _trailing_run(ids, steps))
     real = _and(active, ops.logical_not(pad))
     n_real = _count(real)
     shares = []
@@ -497,6 +505,15 @@ def _sequence_statistics(out, ids, active, n_act, inputs, rows, k):
         out["decoder_copy_share"] = ops.max(stacked)
         out["decoder_copy_input"] = f32(ops.argmax(stacked))
     return ("pad_share", "decoder_copy_share", "decoder_copy_input")
+
+
+def _trailing_run(ids, steps):
+    """Per row: whether the position is in the run of the token that ends
+    its sequence (`ids` laid out as (batch * steps,))."""
+    grid = ops.reshape(ids, (-1, steps))
+    same = ops.cast(ops.equal(grid, grid[:, -1:]), "int32")
+    run = ops.flip(ops.cumprod(ops.flip(same, axis=1), axis=1), axis=1)
+    return ops.reshape(ops.cast(run, "bool"), (-1,))
 
 
 def _input_ids(tokens, k):

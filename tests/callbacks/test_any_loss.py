@@ -163,8 +163,35 @@ def test_negative_loss_that_no_code_explains_is_a_warning():
     f = cb.report.get("NEGATIVE_LOSS")
     assert f.severity == "warning" and f.step == 0
     assert f.evidence["loss"] < 0 and f.evidence["aux_loss"] == 0
-    assert "behaves as no cross-entropy" in f.evidence["identified"]
+    assert "is a Keras or lossguard loss" in f.evidence["identified"]
     assert cb.report.codes == {"NEGATIVE_LOSS"}
+
+
+def test_a_negative_loss_whose_floor_is_unknown_is_one_info_line():
+    """A loss no probe can call (it reads labels packed as [id, weight]):
+    lossguard cannot tell whether it may be negative, so it says so as info."""
+
+    def packed_weights(y_true, y_pred):
+        if y_true.shape[-1] != 2:
+            raise ValueError("y_true must be [id, weight] per token")
+        ids, weight = y_true[..., 0], y_true[..., 1]
+        ce = keras.losses.sparse_categorical_crossentropy(
+            ops.cast(ids, "int32"), y_pred
+        )
+        return weight * ce
+
+    x, ids = token_data()
+    weights = np.where(ids > 0, -1.0, 0.0)  # the sign bug lives in the data
+    y = np.stack([ids, weights], -1).astype("float32")
+    model = seq2seq(mask_zero=False)
+    model.compile("adam", packed_weights)
+    (spec,) = output_specs(model)
+    assert spec.floor == "unknown"
+    cb = fit(model, x, y)
+    f = cb.report.get("NEGATIVE_LOSS")
+    assert f is not None and f.severity == "info" and f.step == 0
+    assert "does not know whether this loss can be negative" in f.message
+    assert loud(cb.report) == []
 
 
 def test_cosine_loss_negative_by_design_is_info_only():
@@ -211,7 +238,56 @@ IDENTIFIED = {
         ("unbounded", False, None, None),
     ),
     "raises on probes": (fails_on_probes, "softmax", ("other", False, None, None)),
+    "ignores id -1": (
+        lambda y, p: keras.losses.sparse_categorical_crossentropy(
+            y, p, ignore_class=-1
+        ),
+        "softmax",
+        ("sparse", False, None, -1),
+    ),
 }
+
+
+def gaussian_nll(y_true, y_pred):
+    """keras-team/keras#12423's loss: outputs [mu, sigma] in one tensor."""
+    mu, sigma = y_pred[..., :1], ops.abs(y_pred[..., 1:]) + 1e-3
+    z = (y_true - mu) / sigma
+    return ops.mean(0.5 * z**2 + ops.log(sigma) + 0.9189, axis=-1)
+
+
+def contrastive(y_true, y_pred):
+    """Hadsell et al.'s contrastive loss: >= 0 for its 0/1 labels."""
+    return ops.mean(
+        y_true * ops.square(y_pred) + (1 - y_true) * ops.square(ops.relu(1 - y_pred))
+    )
+
+
+def dice_loss(y_true, y_pred, smooth=1.0):
+    inter = ops.sum(y_true * y_pred)
+    return 1 - (2 * inter + smooth) / (ops.sum(y_true) + ops.sum(y_pred) + smooth)
+
+
+@pytest.mark.parametrize(
+    "loss, units, activation, kind, floor",
+    [
+        (gaussian_nll, 2, None, "unbounded", "below"),
+        (contrastive, 1, None, "other", "zero"),
+        (dice_loss, 1, "sigmoid", "binary", "zero"),
+        (lambda y, p: -(1 - dice_loss(y, p)), 1, "sigmoid", "binary", "below"),
+        (lambda y, p: ops.mean(y * p), 1, None, "unbounded", "below"),  # WGAN
+    ],
+    ids=["gaussian-nll", "contrastive", "dice", "minus-dice", "wasserstein"],
+)
+def test_a_loss_floor_is_probed_on_valid_labels_only(
+    loss, units, activation, kind, floor
+):
+    inputs = keras.Input((4,))
+    model = keras.Model(
+        inputs, keras.layers.Dense(units, activation=activation)(inputs)
+    )
+    model.compile("adam", loss)
+    (spec,) = output_specs(model)
+    assert (spec.kind, spec.floor) == (kind, floor), spec.identified
 
 
 @pytest.mark.parametrize("name", list(IDENTIFIED))

@@ -474,15 +474,18 @@ def nmt_masked_loss():
 # --------------------------------------------------------------------------
 # 5. examples/nlp/lstm_seq2seq.py
 def lstm_seq2seq():
-    n, enc_len, dec_len, enc_tokens, dec_tokens, latent_dim = 80, 10, 12, 20, 24, 16
+    n, enc_len, dec_len, enc_tokens, dec_tokens, latent_dim = 80, 10, 20, 20, 24, 16
     rng = _rng(5)
-    space_in, space_out, tab, newline = 0, 0, 1, 2
+    # As in the example: characters sorted, so the encoder's space is 0 and
+    # the decoder's is 2 ("\t" = 0 and "\n" = 1 sort before " ").
+    space_in, space_out, tab, newline = 0, 2, 0, 1
     encoder_input_data = np.zeros((n, enc_len, enc_tokens), dtype="float32")
     decoder_input_data = np.zeros((n, dec_len, dec_tokens), dtype="float32")
     decoder_target_data = np.zeros((n, dec_len, dec_tokens), dtype="float32")
     for i in range(n):
         input_text = rng.integers(1, enc_tokens, rng.integers(3, enc_len))
-        body = rng.integers(3, dec_tokens, rng.integers(2, dec_len - 2))
+        body = rng.integers(3, dec_tokens, rng.integers(2, 10))
+        body[rng.uniform(size=len(body)) < 0.15] = space_out  # between words
         target_text = np.concatenate([[tab], body, [newline]])
         for t, char in enumerate(input_text):
             encoder_input_data[i, t, char] = 1.0
@@ -519,7 +522,10 @@ def lstm_seq2seq():
         fit_kwargs={"batch_size": 32, "validation_split": 0.2},
         diagnose_args=(x, decoder_target_data),
         notes="one-hot float inputs and targets, (None, None, K) inputs, "
-        "validation_split",
+        "validation_split; padded with the space character (id 2 in the "
+        "decoder, as in the example): decoder input and target both end in "
+        "runs of it, which are padding, not copies (63.5% of the non-0 "
+        "positions match without excluding them)",
     )
 
 

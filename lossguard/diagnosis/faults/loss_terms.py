@@ -148,18 +148,38 @@ def negative_loss_weight(spec):
 
 @LOSS_UNBOUNDED_BELOW.check("config")
 def unbounded_loss(spec):
-    if spec.kind != "unbounded":
+    if spec.floor != "below":
         return None
-    rng = UNBOUNDED_RANGES.get(spec.loss_name.lower(), "unbounded below")
+    known = UNBOUNDED_RANGES.get(spec.loss_name.lower())
+    if known is not None:
+        seen = f"its range is {known}"
+        why = (
+            "This loss is not a cross-entropy: its best value is below zero "
+            "(cosine similarity is -1 for identical directions; Keras' Poisson "
+            "drops the constant log(y!)), so a negative loss is expected, not a "
+            "bug."
+        )
+    else:
+        seen = f"probed on valid labels and predictions it gives {spec.floor_how}"
+        why = (
+            "Called on labels in [0, 1] and predictions the output can produce, "
+            "the loss itself goes below zero: it is not a cross-entropy over "
+            "probabilities but, for example, a negative log-likelihood of a "
+            "density (a Gaussian or a mixture: a density above 1 has a negative "
+            "log), a similarity, -Dice or a Wasserstein critic. A negative value "
+            "is expected, not a bug."
+        )
     return LOSS_UNBOUNDED_BELOW.finding(
-        f"'{spec.loss_name}' on output '{spec.name}' is negative by design; its "
-        f"range is {rng}.",
-        "This loss is not a cross-entropy: its best value is below zero (cosine "
-        "similarity is -1 for identical directions; Keras' Poisson drops the "
-        "constant log(y!)), so a negative loss is expected, not a bug.",
-        "Nothing to fix; track improvement, or use 1 - cosine similarity if you "
-        "want a floor at 0.",
-        {"output": spec.name, "loss": spec.loss_name, "range": rng},
+        f"'{spec.loss_name}' on output '{spec.name}' is negative by design; {seen}.",
+        why,
+        "Nothing to fix; track its improvement (lower is better), or use a form "
+        "with a floor at 0 (1 - cosine similarity, 1 - Dice) if you want one.",
+        {
+            "output": spec.name,
+            "loss": spec.loss_name,
+            "range": known or "below zero",
+            "probe": spec.floor_how,
+        },
     )
 
 
@@ -193,6 +213,9 @@ def negative_loss(g, outs, specs):
         f"'{spec.loss_name}' {spec.identified or 'is a Keras or lossguard loss'}"
         for spec in specs
     )
+    unknown = [spec for spec in specs if spec.floor == "unknown"]
+    if unknown:
+        return _negative_of_unknown_floor(g, unknown, what, value, how)
     per_output = {
         spec.name: {
             key: s[key]
@@ -223,4 +246,22 @@ def negative_loss(g, outs, specs):
             "identified": how,
             "statistics": per_output,
         },
+    )
+
+
+def _negative_of_unknown_floor(g, specs, what, value, how):
+    """A negative value from a loss whose floor lossguard could not probe:
+    one info line, never a warning (it may be negative by design)."""
+    why = "; ".join(f"'{spec.loss_name}': {spec.floor_how}" for spec in specs)
+    return NEGATIVE_LOSS.finding(
+        f"{what[0].upper()}{what[1:]} is {num(value)}; lossguard does not know "
+        "whether this loss can be negative by design, so this is not a warning.",
+        "No label, weight, prediction or extra-term fault explains the sign, "
+        f"and the loss could not be probed on valid inputs ({why}). A "
+        "negative log-likelihood of densities or a similarity is negative by "
+        "design; a loss meant to be >= 0 is not.",
+        "If the loss is meant to be >= 0, evaluate its parts on this batch to "
+        "find the term that goes negative.",
+        {"loss": g["loss"], "negative": {what: value}, "identified": how},
+        severity="info",
     )
