@@ -91,7 +91,11 @@ def test_diagnose_command_healthy_data_and_bad_files(tmp_path, capsys):
     assert main(["diagnose", str(model), str(healthy)]) == 0
     assert "no findings" in capsys.readouterr().out
     assert main(["diagnose", str(model), str(healthy), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out) == {"findings": []}
+    assert json.loads(capsys.readouterr().out) == {
+        "root_causes": [],
+        "findings": [],
+        "notes": [],
+    }
 
     unnamed = tmp_path / "unnamed.npz"
     np.savez(unnamed, x, onehot(ids))  # arr_0, arr_1

@@ -24,7 +24,7 @@ from lossguard.diagnosis.collect import (
 from lossguard.diagnosis.crashes import weight_mask_crash
 from lossguard.diagnosis.faults import check_block, check_crash, check_start
 from lossguard.diagnosis.findings import LossSanityWarning
-from lossguard.diagnosis.specs import output_specs
+from lossguard.diagnosis.specs import output_specs, unseen_loss
 from lossguard.diagnosis.statistics import MODEL_COLUMNS
 from lossguard.keras_compat import get_mask, set_mask
 
@@ -95,6 +95,11 @@ class LossSanityCallback(FindingsCallback):
         check_every: `"auto"` (read the buffer about every half second of
             training, at most every `capacity // 2` steps, and at the end
             of every epoch and evaluation), or a number of steps.
+        vocabulary, vectors: As in `lossguard.diagnose`: the tokenizer's
+            words by id and the pre-trained `GloveVectors`; every `Embedding`
+            of the vectors' width is checked against them when `fit` starts
+            (EMBEDDING_OOV_ROWS, EMBEDDING_MISALIGNED). Layers made by
+            `lossguard.glove.glove_embedding` are checked without them.
         keep_in_memory: With a `.csv` `log_path`, keep only about the last
             this many rows in `history` (the file has them all);
             `history.attrs["partial"]` then says rows were left out.
@@ -122,6 +127,8 @@ class LossSanityCallback(FindingsCallback):
         tensorboard_dir=None,
         check_every="auto",
         keep_in_memory=None,
+        vocabulary=None,
+        vectors=None,
     ):
         super().__init__(action)
         if predictions not in PREDICTIONS:
@@ -164,6 +171,15 @@ class LossSanityCallback(FindingsCallback):
         self.predictions = predictions
         self.check_every = check_every
         self.keep_in_memory = keep_in_memory
+        if (vocabulary is None) != (vectors is None):
+            raise ValueError(
+                "Pass `vocabulary` and `vectors` together (the tokenizer's words "
+                "by id and the GloveVectors the embedding came from). Received: "
+                f"vocabulary={'None' if vocabulary is None else 'given'}, "
+                f"vectors={'None' if vectors is None else 'given'}."
+            )
+        self.vocabulary = vocabulary
+        self.vectors = vectors
         self.tensorboard_dir = (
             None if tensorboard_dir is None else os.fspath(tensorboard_dir)
         )
@@ -250,6 +266,9 @@ class LossSanityCallback(FindingsCallback):
         unsupported = self._install()
         if unsupported is not None:
             self._unsupported(unsupported)
+        unseen = unseen_loss(self._keras_model)
+        if unseen is not None and not reuse:
+            warnings.warn(f"lossguard: {unseen}.", LossSanityWarning, stacklevel=4)
         self._checked_specs = None
         self._check_start()
 
@@ -308,7 +327,19 @@ class LossSanityCallback(FindingsCallback):
         if self._checked_specs is self.specs:
             return
         self._checked_specs = self.specs
-        start = check_start(self._keras_model, self.specs)
+        try:
+            start = check_start(
+                self._keras_model, self.specs, self.vocabulary, self.vectors
+            )
+        except ValueError as error:  # vocabulary/vectors that do not fit
+            warnings.warn(
+                f"lossguard could not check the embeddings against the given "
+                f"vocabulary and vectors ({error}); it checks the rest.",
+                LossSanityWarning,
+                stacklevel=4,
+            )
+            self.vocabulary = self.vectors = None
+            start = check_start(self._keras_model, self.specs)
         self._start_codes = frozenset(f.code for f in start)
         self._add_all(start)
 

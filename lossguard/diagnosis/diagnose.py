@@ -16,6 +16,7 @@ from lossguard.diagnosis.crashes import error_detail, weight_mask_crash
 from lossguard.diagnosis.faults import check_batch, check_crash, check_start
 from lossguard.diagnosis.faults.embeddings import EMBEDDING_MISALIGNED
 from lossguard.diagnosis.findings import Finding, Report
+from lossguard.diagnosis.specs import unseen_loss
 
 logger = logging.getLogger("lossguard")
 
@@ -135,7 +136,7 @@ def diagnose(
     collector = BatchCollector(model)
     specs = collector.specs
     found: dict[str, Finding] = {}
-    notes: list[str] = []
+    notes: list[str] = [note for note in (unseen_loss(model),) if note]
     start = check_start(model, specs, vocabulary, vectors)
     _record(found, start)
     known = frozenset(f.code for f in start)

@@ -8,6 +8,8 @@ import math
 
 import keras
 
+from lossguard.diagnosis.held import held_losses, overrides_compute_loss
+
 logger = logging.getLogger("lossguard")
 
 # Loss names (lower-case, function or class) -> the family lossguard checks.
@@ -203,7 +205,9 @@ def output_specs(model, outputs=None) -> list[OutputSpec]:
     layers = output_layers(model) or [None] * len(names)
     if len(layers) != len(names):
         layers = [None] * len(names)
-    losses = per_output(getattr(model, "loss", None), names, "loss")
+    compiled = getattr(model, "loss", None)
+    held = held_losses(model) if compiled is None and len(names) == 1 else []
+    losses = per_output(compiled if not held else held[0].loss, names, "loss")
     weights = per_output(_loss_weights(model), names, "loss_weights")
     if outputs is not None:
         outputs = per_output(outputs, names)
@@ -227,8 +231,27 @@ def output_specs(model, outputs=None) -> list[OutputSpec]:
         }
         with _eager():
             family = _loss_family(loss, shape, common["activation"])
-            specs.append(OutputSpec(**common, **family))
+        if held:  # say where the loss lives, before how it behaves
+            how = family.get("identified")
+            family["identified"] = held[0].how + (f"; {how}" if how else "")
+        specs.append(OutputSpec(**common, **family))
     return specs
+
+
+def unseen_loss(model) -> str | None:
+    """Why lossguard cannot see the loss a model applies to its labels, in
+    one sentence; None where it can (a compiled loss, or one `held_losses`
+    found)."""
+    if getattr(model, "loss", None) is not None or not overrides_compute_loss(model):
+        return None
+    if held_losses(model):
+        return None
+    return (
+        f"{type(model).__name__} computes its loss in its own compute_loss, "
+        "which applies no attribute of the model to (y, y_pred) that lossguard "
+        "can read, so it checks the batch loss, the weights and the extra "
+        "terms, not the labels and predictions against a loss family"
+    )
 
 
 def _eager():

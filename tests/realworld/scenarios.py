@@ -982,6 +982,112 @@ def nmt_transformer():
     )
 
 
+# --------------------------------------------------------------------------
+# 12. examples/vision/knowledge_distillation.py (the Keras 3 port: the
+# Distiller overrides compute_loss and call instead of train_step). Its losses
+# live on the model (compile(student_loss_fn=..., distillation_loss_fn=...)),
+# model.loss is None. The faulty variant drops from_logits=True from the
+# student loss while the student still outputs logits.
+class Distiller(keras.Model):
+    def __init__(self, student, teacher):
+        super().__init__()
+        self.teacher = teacher
+        self.student = student
+
+    def compile(
+        self,
+        optimizer,
+        metrics,
+        student_loss_fn,
+        distillation_loss_fn,
+        alpha=0.1,
+        temperature=3,
+    ):
+        super().compile(optimizer=optimizer, metrics=metrics)
+        self.student_loss_fn = student_loss_fn
+        self.distillation_loss_fn = distillation_loss_fn
+        self.alpha = alpha
+        self.temperature = temperature
+
+    def compute_loss(
+        self, x=None, y=None, y_pred=None, sample_weight=None, allow_empty=False
+    ):
+        teacher_pred = self.teacher(x, training=False)
+        student_loss = self.student_loss_fn(y, y_pred)
+        distillation_loss = self.distillation_loss_fn(
+            ops.softmax(teacher_pred / self.temperature, axis=1),
+            ops.softmax(y_pred / self.temperature, axis=1),
+        ) * (self.temperature**2)
+        return self.alpha * student_loss + (1 - self.alpha) * distillation_loss
+
+    def call(self, x):
+        return self.student(x)
+
+
+def _distiller(from_logits):
+    def cnn(width, name):
+        return keras.Sequential(
+            [
+                keras.Input(shape=(8, 8, 1)),
+                layers.Conv2D(width, (3, 3), strides=(2, 2), padding="same"),
+                layers.LeakyReLU(negative_slope=0.2),
+                layers.MaxPooling2D(pool_size=(2, 2), strides=(1, 1), padding="same"),
+                layers.Conv2D(2 * width, (3, 3), strides=(2, 2), padding="same"),
+                layers.Flatten(),
+                layers.Dense(10),
+            ],
+            name=name,
+        )
+
+    rng = _rng(12)
+    x = rng.random((96, 8, 8, 1)).astype("float32")
+    y = rng.integers(0, 10, 96)
+    distiller = Distiller(student=cnn(4, "student"), teacher=cnn(16, "teacher"))
+    distiller.compile(
+        optimizer=keras.optimizers.Adam(),
+        metrics=[keras.metrics.SparseCategoricalAccuracy()],
+        student_loss_fn=keras.losses.SparseCategoricalCrossentropy(
+            from_logits=from_logits
+        ),
+        distillation_loss_fn=keras.losses.KLDivergence(),
+        alpha=0.1,
+        temperature=10,
+    )
+    return x, y, distiller
+
+
+def knowledge_distillation():
+    x, y, model = _distiller(from_logits=True)
+    return Scenario(
+        name="knowledge_distillation",
+        source="keras-io examples/vision/knowledge_distillation.py",
+        model=model,
+        x=x,
+        y=y,
+        fit_kwargs={"batch_size": 32},
+        diagnose_args=(x, y),
+        notes="healthy: the losses live on the model (compute_loss reads "
+        "self.student_loss_fn), model.loss is None",
+    )
+
+
+def distillation_without_from_logits():
+    x, y, model = _distiller(from_logits=False)
+    return Scenario(
+        name="distillation_without_from_logits",
+        source="keras-io examples/vision/knowledge_distillation.py, with "
+        "student_loss_fn=SparseCategoricalCrossentropy() (from_logits dropped)",
+        model=model,
+        x=x,
+        y=y,
+        fit_kwargs={"batch_size": 32},
+        diagnose_args=(x, y),
+        faults=frozenset({"PREDICTIONS_NOT_PROBABILITIES"}),
+        notes="the student outputs logits; its loss, held by the model, "
+        "expects probabilities",
+    )
+
+
 SCENARIOS = {
     builder.__name__: builder
     for builder in (
@@ -997,5 +1103,7 @@ SCENARIOS = {
         clipped_glove_targets,
         handwritten_ce_relu,
         nmt_transformer,
+        knowledge_distillation,
+        distillation_without_from_logits,
     )
 }

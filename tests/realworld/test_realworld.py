@@ -26,6 +26,7 @@ FAULTS = {
     "ner_transformers": {"PROBABILITIES_AS_LOGITS"},
     "clipped_glove_targets": {"NEGATIVE_LABELS"},
     "handwritten_ce_relu": {"PREDICTIONS_NOT_PROBABILITIES"},
+    "distillation_without_from_logits": {"PREDICTIONS_NOT_PROBABILITIES"},
 }
 #: Scenarios diagnose cannot run: the VAE has no call() (only train_step).
 NOT_DIAGNOSABLE = {"vae"}
@@ -155,3 +156,12 @@ def test_callback_findings(name):
 @pytest.mark.parametrize("name", DIAGNOSABLE)
 def test_diagnose_findings(name):
     assert_findings(name, result(diagnosed(name)))
+
+
+def test_diagnose_says_what_it_cannot_run_instead_of_raising():
+    """The VAE trains through its own train_step and has no call()."""
+    scenario = build("vae")
+    report = lossguard.diagnose(scenario.model, scenario.x)
+    assert report.findings == []
+    assert len(report.notes) == 1 and "has no call()" in report.notes[0]
+    assert "Not checked: VAE has no call()" in str(report)

@@ -70,7 +70,9 @@ def nonfinite_loss(g, outs, specs):
     # A skipped prediction pass (a Keras softmax: the loss reads its logits)
     # leaves the model itself as the only source left once the rest is finite.
     source = first or (unmeasured[0] if unmeasured else None)
+    source = source or _diverged(specs, outs)
     source = source or "overflow in the loss computation itself"
+    kind = source.split()[0]
     why = {
         "inputs": "NaN or Inf in the input batch propagates through every layer.",
         "labels": "a NaN or Inf label makes its term y * log p non-finite.",
@@ -79,17 +81,43 @@ def nonfinite_loss(g, outs, specs):
         "overflowed (exploding activations or weights, often a learning rate "
         "too high) or already holds NaN weights from an earlier step.",
         "an": "an add_loss term or regulariser is non-finite.",
+        "diverged": "the predictions are finite but so large that the loss "
+        "overflows float32 (its largest number is 3.4e38, and a squared error "
+        "overflows from about 1.8e19): the model diverged, typically a "
+        "learning rate too high for unscaled inputs or targets.",
         "overflow": "inputs, labels, weights and predictions are finite, so the "
         "loss's own arithmetic overflowed (e.g. log of 0 in a hand-written loss).",
-    }[source.split()[0]]
+    }[kind]
     return NONFINITE_LOSS.finding(
         f"The batch loss is {g['loss']}; the first non-finite source is {source}.",
         f"A single NaN or Inf anywhere in the sum makes the loss non-finite: {why}",
-        "Clean the data (np.isfinite on inputs, labels and weights), use a stable "
-        "loss (lossguard.losses), lower the learning rate or clip gradients "
-        "(optimizer clipnorm=1.0).",
+        _NONFINITE_FIX[kind],
         {"loss": g["loss"], "source": source},
     )
+
+
+_CLEAN = (
+    "Clean the data: find the non-finite values with np.isfinite (a division "
+    "by a zero norm or standard deviation, a missing value) and fix or drop "
+    "them before training."
+)
+_DIVERGENCE = (
+    "Lower the learning rate (by 10x), clip gradients (optimizer "
+    "clipnorm=1.0), and standardise unscaled inputs and targets."
+)
+#: The fix, by the first non-finite source.
+_NONFINITE_FIX = {
+    "inputs": _CLEAN,
+    "labels": _CLEAN,
+    "sample": _CLEAN,
+    "predictions": _DIVERGENCE,
+    "diverged": _DIVERGENCE,
+    "an": "Bound the extra term (a log of a variance or a KL needs a floor, "
+    "e.g. ops.log(x + 1e-7)), or lower the learning rate.",
+    "overflow": "Use a stable loss (Keras' own, or lossguard.losses): clip "
+    "probabilities into [eps, 1 - eps] before any log, or pass logits with "
+    "from_logits=True.",
+}
 
 
 @NEGATIVE_AUX_LOSS.check("batch", when=lambda g, outs, specs: g["aux_loss"] < 0)
@@ -181,6 +209,21 @@ def unbounded_loss(spec):
             "probe": spec.floor_how,
         },
     )
+
+
+#: Predictions this large are a diverged model: squaring one overflows
+#: float32 (sqrt(3.4e38) = 1.8e19); 1e18 leaves room for sums.
+DIVERGED_ABOVE = 1e18
+
+
+def _diverged(specs, outs):
+    """ "diverged predictions (name) up to X" where finite predictions are
+    that large, else None."""
+    for spec, s in zip(specs, outs, strict=True):
+        largest = float(np.fmax(abs(s["pred_min"]), abs(s["pred_max"])))
+        if np.isfinite(largest) and largest > DIVERGED_ABOVE:
+            return f"diverged predictions ({spec.name}) up to {largest:.3g}"
+    return None
 
 
 def _negative_values(g, specs):
