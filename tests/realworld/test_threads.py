@@ -99,3 +99,23 @@ def test_the_benchmark_has_twenty_threads_with_their_sources():
     assert len(cases) >= 20
     for builder in cases:
         assert builder.__doc__ and "Cause" in builder.__doc__, builder.__name__
+
+
+def test_the_docs_table_lists_every_thread_with_its_catalogue_code():
+    from pathlib import Path
+
+    page = Path(__file__).resolve().parents[2] / "docs" / "threads.md"
+    rows = [line for line in page.read_text().splitlines() if line.startswith("| [")]
+    names = [row.split("]")[0].removeprefix("| [") for row in rows]
+    assert names == NAMES
+    for row, name in zip(rows, names, strict=True):
+        expected = build_expected(name)
+        assert expected in row.split(" | ")[3], row
+
+
+@functools.cache
+def build_expected(name):
+    case = build(name)
+    if case.expected:
+        return f"`{case.expected}`"
+    return "out of scope" if case.scope == "out" else "healthy"
