@@ -8,8 +8,9 @@ beside the `lossguard` package rather than in it: importing anything inside
 
 Fixtures:
     lossguard_check: `lossguard_check(model, x, y, sample_weight=None, **kw)`
-        runs `lossguard.diagnose` and fails the test on an error finding
-        (`--lossguard-fail-on=warning` moves the bar); returns the `Report`.
+        runs `lossguard.diagnose` and fails the test on the root causes of
+        its error findings (`--lossguard-fail-on=warning` moves the bar);
+        returns the `Report`.
     lossguard_callback: a fresh `LossSanityCallback(action="raise")`.
     lossguard_glove: the bundled real GloVe 6B 50d subset (`GloveVectors`).
     lossguard_tiny_seq2seq: a factory of `(model, x, y)`, a tiny healthy GloVe
@@ -65,8 +66,9 @@ def _fail_on(config) -> str:
 @pytest.fixture
 def lossguard_check(request):
     """Run `lossguard.diagnose(model, x, y, sample_weight, **kwargs)` and fail
-    the test (with the report: codes, numbers, fixes) when it finds an error,
-    or a warning under `--lossguard-fail-on=warning`. Returns the `Report`.
+    the test (with the report: root causes first, numbers, fixes) when it
+    finds an error, or a warning under `--lossguard-fail-on=warning`; the
+    failure names the root causes. Returns the `Report`.
 
         def test_training_setup(lossguard_check):
             model, x, y = build_model_and_data()

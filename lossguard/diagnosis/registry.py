@@ -21,6 +21,14 @@ Stages, and who runs them:
   codes they (and the configuration) found: the catch-all checks.
 - `crash`: an error TensorFlow raised instead of returning a loss.
 - `epoch`: trained weights after an epoch (`EmbeddingDriftMonitor`).
+
+Root causes: where one fault produces another's symptoms (a categorical
+loss over one unit also shows all-zero label rows), declare it once in
+`lossguard.diagnosis.faults.consequences` with `CAUSE.explains(EFFECT,
+reason)`, the reason being the mathematics of the link in one sentence.
+The callback and `diagnose` then mark the effect `caused_by` the cause
+(`lossguard.diagnosis.causes.link`) wherever both show on the same output,
+and a report leads with the cause. Declarations may not run in a circle.
 """
 
 from __future__ import annotations
