@@ -400,3 +400,26 @@ def test_diagnose_a_model_that_adds_its_loss_with_y_none():
     assert loud(report) == []
     cb = fit(model, [x, ids], None)
     assert cb.history.aux_loss.gt(0).all()
+
+
+def test_a_custom_loss_that_ignores_minus_one_gets_no_false_range_error():
+    """Labels padded with -1 under a loss that ignores -1 (ignore_class=-1
+    inside a hand-written loss): the padding is not out of range."""
+
+    def masked(y_true, y_pred):
+        return keras.losses.sparse_categorical_crossentropy(
+            y_true, y_pred, ignore_class=-1
+        )
+
+    x, ids = token_data(pad_tail=2)
+    y = np.where(ids == 0, -1, ids)
+    model = seq2seq(mask_zero=False)
+    model.compile("adam", masked)
+    (spec,) = output_specs(model)
+    assert spec.kind == "sparse" and spec.ignore_class == -1
+    assert "ignoring padding id -1" in spec.identified
+    cb = fit(model, x, y)
+    assert loud(cb.report) == [], str(cb.report)
+    assert loud(lossguard.diagnose(model, x, y)) == []
+    y[0, 0] = V  # a real id out of range is still found
+    assert "LABELS_OUT_OF_RANGE" in lossguard.diagnose(model, x, y).codes
