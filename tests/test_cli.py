@@ -143,3 +143,95 @@ def test_plot_command_from_a_real_log(tmp_path, capsys):
     pd.DataFrame({"a": np.arange(3)}).to_csv(other, index=False)
     assert main(["plot", str(other), "-o", str(png)]) == 2
     assert "no 'loss' column" in capsys.readouterr().err
+
+
+# --------------------------------------- the console script, as a user runs it
+def script(*args, cwd=None):
+    """The installed `lossguard` console script, in a fresh process."""
+    from pathlib import Path
+
+    command = Path(sys.executable).with_name("lossguard")
+    return subprocess.run(
+        [str(command), *args], capture_output=True, text=True, cwd=cwd, timeout=600
+    )
+
+
+def assert_user_error(result, *words):
+    """Exit code 2, one line on stderr naming the problem, no traceback."""
+    assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+def test_user_errors_are_one_line_and_exit_2(tmp_path):
+    model = _saved_model(tmp_path)
+    corrupt = tmp_path / "corrupt.npz"
+    corrupt.write_bytes(b"PK\x03\x04 not really a zip")
+    assert_user_error(
+        script("diagnose", str(model), str(corrupt)),
+        str(corrupt),
+        "not a readable .npz file",
+    )
+    import numpy as np
+
+    good = tmp_path / "data.npz"
+    np.savez(good, x=np.zeros((4, 5), "int32"), y=np.zeros((4, 5, 24), "float32"))
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(good.read_bytes()[:200])
+    assert_user_error(
+        script("diagnose", str(model), str(truncated)), "not a readable .npz file"
+    )
+    not_a_model = tmp_path / "model.keras"
+    not_a_model.write_text("hello")
+    assert_user_error(
+        script("diagnose", str(not_a_model), str(good)),
+        "cannot load the model",
+        "not a Keras model archive",
+    )
+    log = tmp_path / "history.csv"
+    log.write_text("epoch,step,phase,loss\n0,0,train,1.0\n0,1,train,0.5\n")
+    assert_user_error(
+        script("plot", str(log), "-o", str(tmp_path / "no" / "dir" / "x.png")),
+        "x.png",
+        "does not exist",
+    )
+    assert_user_error(script("plot", str(tmp_path / "nope.csv")), "no such file")
+    assert_user_error(script("explain", "NOT_A_CODE"), "no fault code 'NOT_A_CODE'")
+    assert_user_error(script("frobnicate"), "invalid choice")
+    assert_user_error(script("diagnose", "--batches", "many", "a", "b"), "--batches")
+
+
+def test_explain_prints_a_codes_section_offline():
+    listing = script("explain")
+    assert listing.returncode == 0
+    from lossguard.diagnosis.registry import FAULTS
+
+    for code, fault in FAULTS.items():
+        assert code in listing.stdout
+    section = script("explain", "negative_labels")
+    assert section.returncode == 0
+    text = section.stdout
+    assert text.startswith("NEGATIVE_LABELS\n")
+    for part in ("Severity: error", "Mechanism.", "Evidence.", "Fix.", "Reproduce."):
+        assert part in text
+
+
+def test_fast_answers_import_no_tensorflow():
+    """--help, --version, explain and a bad argument never import Keras (the
+    speed itself is measured in benchmarks/bench_cli.py)."""
+    code = (
+        "import sys, lossguard_cli\n"
+        "for argv in (['--version'], ['--help'], ['explain'], ['nope']):\n"
+        "    try:\n"
+        "        lossguard_cli.main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print('KERAS', 'keras' in sys.modules, 'tensorflow' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert "KERAS False False" in done.stdout, done.stdout + done.stderr

@@ -12,8 +12,9 @@ SEVERITIES = ("error", "warning", "info")
 
 #: Every declared fault code; filled by `lossguard.diagnosis.registry.fault`.
 KNOWN_CODES: set[str] = set()
-#: Where each code is explained (mkdocs' anchor of its heading).
-DOCS_PAGE = "docs/faults.md"
+#: Where each code is explained: the docs' catalogue page (mkdocs' anchor of
+#: its heading); `lossguard explain CODE` prints the same section offline.
+DOCS_PAGE = "faults.md"
 
 
 def docs_anchor(code: str) -> str:
@@ -85,7 +86,7 @@ class Finding:
             f"  {self.message}\n"
             f"  Why: {self.explanation}\n"
             f"  Fix: {self.fix}\n"
-            f"  More: {docs_anchor(self.code)}"
+            f"  More: lossguard explain {self.code} (docs: {docs_anchor(self.code)})"
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from lossguard.diagnosis.findings import Finding
 from lossguard.diagnosis.registry import FAULTS, STAGES, fault
 from lossguard.testing import INJECTORS, tiny_seq2seq
 
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "faults.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "faults.md"  # the package's
 #: Faults only trained weights show (no batch or configuration does).
 AFTER_TRAINING = [code for code, f in FAULTS.items() if f.stages == ("epoch",)]
 
@@ -39,7 +39,9 @@ def test_each_injected_code_is_found_with_its_severity(code):
     assert finding is not None, f"{code} not found: {report!r}"
     assert finding.severity == FAULTS[code].severity
     assert finding.evidence, "a finding shows the numbers behind it"
-    assert str(finding).endswith(f"More: docs/faults.md#{code.lower()}")
+    assert str(finding).endswith(
+        f"More: lossguard explain {code} (docs: faults.md#{code.lower()})"
+    )
     assert_root_cause_first(report, code)
 
 
