@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import sys
+import threading
 import warnings
 
 import keras
@@ -25,12 +29,52 @@ def _rank(finding: Finding) -> int:
     return SEVERITIES.index(finding.severity)
 
 
-def _with_consequences(root: Finding, batch) -> str:
-    """A root cause's text, naming what follows from it in the same batch."""
+def _warning_text(root: Finding, batch) -> str:
+    """A root cause as a warning: what, where, the fix, and where to read why.
+
+    The report holds the whole story (`print(callback.report)`), so the
+    warning stays short instead of printing every explanation twice.
+    """
+    at = f" ({root.where})" if root.where else ""
+    lines = [
+        f"[{root.severity.upper()}] {root.code}{at}: {root.message}",
+        f"  Fix: {root.fix}",
+    ]
     follow = [f.code for f in batch if f.caused_by == root.code]
-    if not follow:
-        return str(root)
-    return f"{root}\n  Follows from it: {', '.join(follow)} (in the report)."
+    if follow:
+        lines.append(f"  Follows from it: {', '.join(follow)}.")
+    lines.append(
+        f"  Why, and the numbers: print(callback.report), or run "
+        f"`lossguard explain {root.code}`."
+    )
+    return "\n".join(lines)
+
+
+#: Folders whose frames are not the user's: a warning points past them.
+_INTERNAL = tuple(
+    os.path.dirname(os.path.abspath(getattr(module, "__file__", "") or "")) + os.sep
+    for module in (keras, contextlib, threading)
+) + (os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep,)
+
+
+def _user_stacklevel() -> int:
+    """The `stacklevel` that makes a warning point at the user's code (the
+    `fit` call), past lossguard's, Keras', its backends' and the standard
+    library's threading frames; 2 where the hook runs in Keras' own thread."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None:
+        name = os.path.abspath(frame.f_code.co_filename)
+        if not (name.startswith(_INTERNAL) or _is_backend(name)):
+            return level
+        frame, level = frame.f_back, level + 1
+    return 2
+
+
+def _is_backend(path: str) -> bool:
+    return any(
+        f"{os.sep}{package}{os.sep}" in path
+        for package in ("tensorflow", "jax", "jaxlib", "torch", "absl")
+    )
 
 
 class FindingsCallback(keras.callbacks.Callback):
@@ -68,11 +112,15 @@ class FindingsCallback(keras.callbacks.Callback):
     def report(self) -> Report:
         return Report(self.findings)
 
-    def _add(self, finding: Finding, stacklevel=3) -> bool:
+    def _add(self, finding: Finding) -> bool:
         """Record one finding (see `_add_all`); returns whether it was new."""
-        return bool(self._add_all([finding], stacklevel=stacklevel + 1))
+        return bool(self._add_all([finding]))
 
-    def _add_all(self, findings, stacklevel=3) -> list[Finding]:
+    def _warn(self, message: str) -> None:
+        """One `LossSanityWarning`, pointing at the user's `fit` call."""
+        warnings.warn(message, LossSanityWarning, stacklevel=_user_stacklevel())
+
+    def _add_all(self, findings) -> list[Finding]:
         """Record the findings of one batch (each code once), then act once.
 
         Each new finding is linked to the cause that explains it (among
@@ -96,11 +144,7 @@ class FindingsCallback(keras.callbacks.Callback):
         roots = [f for f in new if f.caused_by is None]
         for root in roots:
             if self.action in ("warn", "stop") and _rank(root) <= self._warn_bar:
-                warnings.warn(
-                    _with_consequences(root, new),
-                    LossSanityWarning,
-                    stacklevel=stacklevel,
-                )
+                self._warn(_warning_text(root, new))
         if any(_rank(finding) <= self._act_bar for finding in new):
             if self.action == "stop":
                 self._keras_model.stop_training = True

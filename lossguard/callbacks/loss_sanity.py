@@ -7,7 +7,6 @@ import math
 import os
 import threading
 import time
-import warnings
 
 import keras
 import numpy as np
@@ -23,7 +22,6 @@ from lossguard.diagnosis.collect import (
 )
 from lossguard.diagnosis.crashes import weight_mask_crash
 from lossguard.diagnosis.faults import check_block, check_crash, check_start
-from lossguard.diagnosis.findings import LossSanityWarning
 from lossguard.diagnosis.specs import output_specs, unseen_loss
 from lossguard.diagnosis.statistics import MODEL_COLUMNS
 from lossguard.keras_compat import get_mask, set_mask
@@ -268,20 +266,18 @@ class LossSanityCallback(FindingsCallback):
             self._unsupported(unsupported)
         unseen = unseen_loss(self._keras_model)
         if unseen is not None and not reuse:
-            warnings.warn(f"lossguard: {unseen}.", LossSanityWarning, stacklevel=4)
+            self._warn(f"lossguard: {unseen}.")
         self._checked_specs = None
         self._check_start()
 
     def _unsupported(self, reason):
         """Watch what can be watched without the train step: say so once."""
         self._blind = {"train": reason, "validation": reason}
-        warnings.warn(
+        self._warn(
             f"lossguard cannot see the batches on this backend: {reason}. It "
             "checks the compile configuration and the model, and records Keras' "
             "running-mean loss (history['running_loss']); training runs as "
-            "without it.",
-            LossSanityWarning,
-            stacklevel=4,
+            "without it."
         )
 
     def _build(self, model, key):
@@ -332,11 +328,9 @@ class LossSanityCallback(FindingsCallback):
                 self._keras_model, self.specs, self.vocabulary, self.vectors
             )
         except ValueError as error:  # vocabulary/vectors that do not fit
-            warnings.warn(
+            self._warn(
                 f"lossguard could not check the embeddings against the given "
-                f"vocabulary and vectors ({error}); it checks the rest.",
-                LossSanityWarning,
-                stacklevel=4,
+                f"vocabulary and vectors ({error}); it checks the rest."
             )
             self.vocabulary = self.vectors = None
             start = check_start(self._keras_model, self.specs)
@@ -720,7 +714,7 @@ class LossSanityCallback(FindingsCallback):
         for i, batch in by_batch.items():
             self._finding_step = int(global_steps[i])  # where TensorBoard shows it
             at = [_at(f, self._epoch, int(steps[i]), phase) for f in batch]
-            self._add_all(at, stacklevel=5)
+            self._add_all(at)
 
     # ------------------------------------------------------------ helpers
     def _summaries(self, rows, phase, global_steps):
@@ -786,13 +780,11 @@ class LossSanityCallback(FindingsCallback):
         else:
             reason = f"the {step} step did not call model.compute_loss"
         self._blind[phase] = reason
-        warnings.warn(
+        self._warn(
             f"lossguard cannot see the {phase} batches of this model: {reason}. "
             "It records only Keras' running-mean loss "
             "(history['running_loss']), so it cannot check labels, "
-            "predictions or weights there.",
-            LossSanityWarning,
-            stacklevel=4,
+            "predictions or weights there."
         )
         # A row for each step whose hook has run and that has none (on JAX
         # the hooks lag: the later ones add theirs as they come).
@@ -834,7 +826,7 @@ class LossSanityCallback(FindingsCallback):
         # (the begin hooks run on the loop's thread, before their step).
         step = self._begun.get(phase)
         found = check_crash(error, self.specs, self._epoch, step, phase)
-        self._add_all(found, stacklevel=4)
+        self._add_all(found)
 
     def _flush(self):
         if not self.log_path or self._store is None:

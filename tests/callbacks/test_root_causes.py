@@ -31,7 +31,12 @@ def test_only_the_root_cause_warns_and_its_consequences_sit_under_it():
         model.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[cb])
     ours = [w for w in caught if issubclass(w.category, lossguard.LossSanityWarning)]
     assert len(ours) == 1, [str(w.message)[:80] for w in ours]
-    assert str(ours[0].message).startswith("[ERROR] SINGLE_UNIT_CATEGORICAL")
+    message = str(ours[0].message)
+    assert message.startswith("[ERROR] SINGLE_UNIT_CATEGORICAL")
+    # Short (the report has the story) and pointing at the user's fit call.
+    assert "Why:" not in message and "print(callback.report)" in message
+    if keras.backend.backend() == "tensorflow":  # hooks on the fit thread
+        assert ours[0].filename == __file__
     report = cb.report
     assert [f.code for f in report.root_causes()] == ["SINGLE_UNIT_CATEGORICAL"]
     follow = {f.code for f in report.consequences("SINGLE_UNIT_CATEGORICAL")}
