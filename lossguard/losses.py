@@ -670,15 +670,25 @@ class StableSparseCategoricalCrossentropy(_CrossentropyLoss):
 
 
 class _ClippedCounter:
-    """Counts the tokens a clipped loss clipped, in variables a callback reads."""
+    """Counts the tokens a clipped loss clipped, in variables the step updates."""
 
     def _make_counters(self):
-        self.clipped_count = keras.Variable(
+        self._clipped = keras.Variable(
             0.0, trainable=False, dtype="float32", name="clipped_count"
         )
-        self.token_count = keras.Variable(
+        self._tokens = keras.Variable(
             0.0, trainable=False, dtype="float32", name="token_count"
         )
+
+    @property
+    def clipped_count(self) -> int:
+        """Tokens clipped since creation or `reset_counts()`."""
+        return int(keras.ops.convert_to_numpy(self._clipped))
+
+    @property
+    def token_count(self) -> int:
+        """Tokens counted (the unmasked ones) since creation or `reset_counts()`."""
+        return int(keras.ops.convert_to_numpy(self._tokens))
 
     def _count(self, raw):
         lo = self._fn_kwargs["min_loss"]
@@ -695,19 +705,19 @@ class _ClippedCounter:
             n = ops.sum(ops.cast(valid, "float32"))
         else:
             n = ops.cast(ops.size(raw), "float32")
-        self.clipped_count.assign_add(ops.sum(ops.cast(outside, "float32")))
-        self.token_count.assign_add(n)
+        self._clipped.assign_add(ops.sum(ops.cast(outside, "float32")))
+        self._tokens.assign_add(n)
         return ops.clip(raw, lo, hi)
 
     def clipped_fraction(self):
         """The share of tokens clipped since creation or `reset_counts()`."""
-        seen = float(self.token_count.numpy())
-        return float(self.clipped_count.numpy()) / seen if seen else 0.0
+        seen = self.token_count
+        return self.clipped_count / seen if seen else 0.0
 
     def reset_counts(self):
         """Set both counters back to zero."""
-        self.clipped_count.assign(0.0)
-        self.token_count.assign(0.0)
+        self._clipped.assign(0.0)
+        self._tokens.assign(0.0)
 
 
 @_register
@@ -716,7 +726,8 @@ class ClippedCategoricalCrossentropy(_ClippedCounter, _CrossentropyLoss):
 
     Clipping a negative loss to 0 hides the bug that made it negative; this
     class therefore counts what it clipped: `clipped_count`, `token_count`
-    (Keras variables) and `clipped_fraction()`. A healthy run with valid
+    (ints, read from the variables the train step updates) and
+    `clipped_fraction()`. A healthy run with valid
     labels clips nothing at the default bounds.
 
     Args:

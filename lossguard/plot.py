@@ -6,6 +6,7 @@ from __future__ import annotations
 STATISTICS = (
     ("label_min", "min label"),
     ("label_sum_max", "max label row sum"),
+    ("label_out_of_range_share", "share of labels out of range"),
     ("pred_min", "min prediction"),
     ("pred_max", "max prediction"),
     ("weight_min", "min weight"),
@@ -30,14 +31,21 @@ def _informative(history, column) -> bool:
     if column not in history or not history[column].notna().any():
         return False
     if column == "label_min":  # sparse labels: the smallest id, not a value
-        return "label_sum_min" in history and history["label_sum_min"].notna().any()
+        return "label_sum_max" in history and history["label_sum_max"].notna().any()
     if column == "weight_min":  # a mask's zeros are expected: plot signs only
         return bool((history[column] < 0).any())
     return True
 
 
 #: Columns a plot reads from a log (the rest is left on disk).
-COLUMNS = ("phase", "loss", "running_loss", "findings", *(c for c, _ in STATISTICS))
+COLUMNS = (
+    "phase",
+    "global_step",
+    "loss",
+    "running_loss",
+    "findings",
+    *(c for c, _ in STATISTICS),
+)
 #: Above this many batches, lines are drawn as a min/max envelope per bucket.
 BUCKETS = 2000
 
@@ -86,27 +94,171 @@ def _envelope(values):
     return x, np.column_stack([low, high]).ravel()
 
 
-def plot_history(histories, path, title="per-batch loss", statistics=True):
-    """Plot the per-batch loss of one or more `LossSanityCallback.history` frames.
+def _positions(history):
+    """Each row's place on the x axis: its training batch (`global_step`;
+    a validation batch sits where training stood when it ran)."""
+    import numpy as np
 
-    The top panel shows the loss of each batch (and Keras' running mean when
-    recorded); impossible batches (negative or non-finite loss) are red dots,
-    and the first batch of each finding code is marked and labelled. With
-    `statistics=True`, a second panel shows the label, prediction and weight
-    statistics the history holds (NaN columns are left out).
+    if "global_step" in history and history["global_step"].notna().all():
+        return history["global_step"].to_numpy(dtype=float)
+    if "phase" not in history:
+        return np.arange(len(history), dtype=float)
+    train = (history["phase"] == "train").to_numpy()
+    return np.maximum(np.cumsum(train) - train, 0).astype(float)
+
+
+def _split(history):
+    """(train rows, validation rows), each with its x positions."""
+    x = _positions(history)
+    if "phase" not in history:
+        return (history, x), (history.iloc[:0], x[:0])
+    valid = (history["phase"] == "validation").to_numpy()
+    return (
+        (history[~valid].reset_index(drop=True), x[~valid]),
+        (history[valid].reset_index(drop=True), x[valid]),
+    )
+
+
+def _loss_panel(ax, label, train, validation):
+    """The loss of each batch, Keras' running mean, validation batches, and
+    impossible batches (negative or non-finite) in red."""
+    import numpy as np
+
+    (rows, x), (vrows, vx) = train, validation
+    loss = rows["loss"].to_numpy(dtype=float)
+    if len(loss):
+        ax.plot(
+            *_on(x, loss),
+            label=f"{label}: loss of each training batch",
+            lw=1.2,
+            marker="o" if len(loss) < 5 else None,
+        )
+    if "running_loss" in rows and rows["running_loss"].notna().any():
+        running = rows["running_loss"].to_numpy(dtype=float)
+        running = np.where(np.isfinite(running), running, np.nan)
+        ax.plot(*_on(x, running), ls=":", lw=1, label=f"{label}: Keras running mean")
+    vloss = vrows["loss"].to_numpy(dtype=float)
+    if len(vloss):
+        ax.scatter(
+            vx,
+            np.nan_to_num(vloss),
+            marker="x",
+            s=22,
+            color="tab:orange",
+            zorder=3,
+            label=f"{label}: loss of each validation batch",
+        )
+    x_all = np.concatenate([x, vx])
+    loss_all = np.concatenate([loss, vloss])
+    bad = ~np.isfinite(loss_all) | (loss_all < 0)
+    if bad.any():
+        ax.scatter(
+            x_all[bad],
+            np.nan_to_num(loss_all[bad]),
+            facecolors="none",
+            edgecolors="red",
+            zorder=4,
+            s=60,
+            label=f"{label}: impossible batches ({int(bad.sum())}, "
+            f"{int(bad[len(loss) :].sum())} in validation)",
+        )
+
+
+def _on(x, values):
+    """An envelope of a line over x positions (see `_envelope`)."""
+    import numpy as np
+
+    index, y = _envelope(values)
+    return np.interp(index, np.arange(len(x)), x) if len(x) else index, y
+
+
+def _mark_findings(ax, history):
+    """A dashed line at the first batch of each finding code, labelled."""
+    x = _positions(history)
+    seen = set()
+    for i, codes in _codes(history):
+        new = [c for c in codes if c not in seen]
+        if not new:
+            continue
+        seen.update(new)
+        phase = history["phase"].iloc[i] if "phase" in history else "train"
+        where = " (validation)" if phase == "validation" else ""
+        ax.axvline(x[i], color="darkred", lw=0.8, ls="--", alpha=0.6)
+        ax.annotate(
+            "\n".join(new) + where,
+            (x[i], 1),
+            xycoords=("data", "axes fraction"),
+            xytext=(3, -3),
+            textcoords="offset points",
+            va="top",
+            fontsize=7,
+            color="darkred",
+        )
+
+
+def _statistics_panel(low, histories):
+    """The label, prediction and weight statistics the histories hold:
+    training batches as lines, validation batches as marks."""
+    drawn = 0
+    for label, ((rows, x), (vrows, vx)) in histories.items():
+        prefix = f"{label}: " if len(histories) > 1 else ""
+        for column, name in STATISTICS:
+            whole = rows if len(rows) else vrows
+            if not _informative(whole, column):
+                continue
+            (line,) = low.plot(
+                *_on(x, rows[column].to_numpy(dtype=float)) if len(rows) else ([], []),
+                lw=1,
+                marker="o" if len(rows) < 5 else None,
+                label=prefix + name,
+            )
+            if len(vrows) and column in vrows:
+                low.scatter(vx, vrows[column], marker="x", s=14, color=line.get_color())
+            drawn += 1
+    low.axhline(0, color="grey", lw=0.8)
+    low.set_ylabel("batch statistics")
+    if drawn:
+        low.legend(fontsize=7, ncol=3, loc="best")
+    else:
+        low.text(
+            0.5,
+            0.5,
+            "no label, prediction or weight statistics in this log",
+            ha="center",
+            va="center",
+            transform=low.transAxes,
+        )
+
+
+def plot_history(histories, path, title="per-batch loss", statistics=True):
+    """Draw `figure(histories, ...)` into `path` (the format follows the
+    suffix); returns `path`."""
+    fig = figure(histories, title=title, statistics=statistics)
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
+    return path
+
+
+def figure(histories, title="per-batch loss", statistics=True):
+    """The per-batch loss of one or more `LossSanityCallback.history` frames.
+
+    The top panel shows the loss of each training batch (and Keras' running
+    mean when recorded) and each validation batch (x marks, where training
+    stood when it ran); impossible batches (negative or non-finite loss) are
+    circled in red, in either phase, and the first batch of each finding code
+    is marked and labelled. With `statistics=True`, a second panel shows the
+    label, prediction and weight statistics the history holds (NaN columns
+    are left out; sparse labels show the share of ids out of range).
 
     Args:
         histories: A DataFrame, or a dict mapping a label to a DataFrame with a
             `loss` column (and optionally `running_loss`, `findings`, ...).
-        path: Where to write the image (the format follows the suffix).
         title: The figure title.
         statistics: Whether to draw the statistics panel.
 
     Returns:
-        `path`.
+        The matplotlib `Figure`.
     """
-    import numpy as np
-
     if not isinstance(histories, dict):
         histories = {"run": histories}
     for label, history in histories.items():
@@ -127,81 +279,16 @@ def plot_history(histories, path, title="per-batch loss", statistics=True):
         gridspec_kw={"height_ratios": [2, 1][:panels]},
     )
     ax = axes[0][0]
-    histories = {
-        label: history[history["phase"] == "train"].reset_index(drop=True)
-        if "phase" in history
-        else history
-        for label, history in histories.items()
-    }
+    split = {label: _split(history) for label, history in histories.items()}
     for label, history in histories.items():
-        loss = history["loss"].to_numpy(dtype=float)
-        steps = np.arange(len(loss))
-        dots = "o" if len(loss) < 5 else None  # a line needs two points
-        ax.plot(
-            *_envelope(loss), label=f"{label}: loss of each batch", lw=1.2, marker=dots
-        )
-        if "running_loss" in history and history["running_loss"].notna().any():
-            running = history["running_loss"].to_numpy(dtype=float)
-            ok = np.isfinite(running)
-            ax.plot(
-                *_envelope(np.where(ok, running, np.nan)),
-                ls=":",
-                lw=1,
-                label=f"{label}: Keras running mean",
-            )
-        bad = ~np.isfinite(loss) | (loss < 0)
-        if bad.any():
-            ax.scatter(
-                steps[bad],
-                np.nan_to_num(loss[bad]),
-                color="red",
-                zorder=3,
-                s=36,
-                label=f"{label}: impossible batches ({bad.sum()})",
-            )
-        seen = set()
-        for i, codes in _codes(history):
-            new = [c for c in codes if c not in seen]
-            if not new:
-                continue
-            seen.update(new)
-            ax.axvline(i, color="darkred", lw=0.8, ls="--", alpha=0.6)
-            ax.annotate(
-                "\n".join(new),
-                (i, 1),
-                xycoords=("data", "axes fraction"),
-                xytext=(3, -3),
-                textcoords="offset points",
-                va="top",
-                fontsize=7,
-                color="darkred",
-            )
+        _loss_panel(ax, label, *split[label])
+        _mark_findings(ax, history)
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_ylabel("loss")
     ax.set_title(title)
     ax.legend(fontsize=8, loc="best")
     if statistics:
-        low = axes[1][0]
-        drawn = 0
-        for label, history in histories.items():
-            prefix = f"{label}: " if len(histories) > 1 else ""
-            for column, name in STATISTICS:
-                if _informative(history, column):
-                    low.plot(
-                        *_envelope(history[column].to_numpy(dtype=float)),
-                        lw=1,
-                        marker="o" if len(history) < 5 else None,
-                        label=prefix + name,
-                    )
-                    drawn += 1
-        low.axhline(0, color="grey", lw=0.8)
-        low.set_ylabel("batch statistics")
-        if drawn:
-            low.legend(fontsize=7, ncol=3, loc="best")
-        else:
-            low.text(0.5, 0.5, "no statistics recorded", ha="center", va="center")
+        _statistics_panel(axes[1][0], split)
     axes[-1][0].set_xlabel("training batch")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return fig

@@ -209,7 +209,7 @@ def test_explain_prints_a_codes_section_offline():
     assert listing.returncode == 0
     from lossguard.diagnosis.registry import FAULTS
 
-    for code, fault in FAULTS.items():
+    for code in FAULTS:
         assert code in listing.stdout
     section = script("explain", "negative_labels")
     assert section.returncode == 0

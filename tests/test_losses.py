@@ -213,6 +213,7 @@ def test_clipped_class_counts_what_it_clipped():
     p = np.full((4, 2), 0.5, "float32")
     assert float(loss(y, p)) >= 0
     assert float(_np(loss.clipped_count)) == 2
+    assert repr(loss.clipped_count) == "2" and loss.token_count == 4  # plain ints
     assert loss.clipped_fraction() == pytest.approx(0.5)
     loss.reset_counts()
     loss(np.eye(2, dtype="float32")[[0, 1, 1, 0]], p)

@@ -107,10 +107,14 @@ class History:
         """The rows from `start` as a DataFrame, `leading` columns first.
 
         `extra` adds constant columns (e.g. each output's dtype). Epochs of
-        `model.evaluate` outside `fit` are NaN.
+        `model.evaluate` outside `fit` are NaN. With `keep`, the whole
+        history (`start=0`) is its last `keep` rows: memory holds whole
+        chunks, the view what was asked for.
         """
         import pandas as pd
 
+        if self.keep is not None and start == 0:
+            start = max(0, self.total - self.keep)
         stats, meta = self.columns(start)
         first = max(start, self.dropped)
         data = {
@@ -132,6 +136,6 @@ class History:
         lead = [c for c in leading if c in frame.columns]
         frame = frame[lead + [c for c in frame.columns if c not in lead]]
         frame.index = pd.RangeIndex(first, first + len(frame))
-        frame.attrs["partial"] = self.dropped > 0
-        frame.attrs["rows_dropped"] = self.dropped
+        frame.attrs["partial"] = first > 0
+        frame.attrs["rows_dropped"] = first
         return frame

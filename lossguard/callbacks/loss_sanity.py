@@ -82,6 +82,8 @@ class LossSanityCallback(FindingsCallback):
             at the step it was first seen. Open it with
             `tensorboard --logdir DIR` (beside keras.callbacks.TensorBoard's
             own logs, if you like: give it a subfolder such as `logs/lossguard`).
+            Needs the tensorboard package (`pip install "lossguard[tensorboard]"`):
+            without it the constructor raises `ImportError`, not `fit`.
         predictions: `"auto"` (default) skips the three full-width passes
             over an output that is a float32 Keras softmax: it is a
             probability distribution by construction, so `pred_min`,
@@ -98,8 +100,8 @@ class LossSanityCallback(FindingsCallback):
             of the vectors' width is checked against them when `fit` starts
             (EMBEDDING_OOV_ROWS, EMBEDDING_MISALIGNED). Layers made by
             `lossguard.glove.glove_embedding` are checked without them.
-        keep_in_memory: With a `.csv` `log_path`, keep only about the last
-            this many rows in `history` (the file has them all);
+        keep_in_memory: With a `.csv` `log_path`, keep the last this many
+            rows in `history` (the file has them all);
             `history.attrs["partial"]` then says rows were left out.
 
     Example:
@@ -178,6 +180,13 @@ class LossSanityCallback(FindingsCallback):
             )
         self.vocabulary = vocabulary
         self.vectors = vectors
+        if tensorboard_dir is not None and not _has("tensorboard"):
+            raise ImportError(
+                "`tensorboard_dir` needs the tensorboard package, which is not "
+                f"installed. Received: tensorboard_dir={tensorboard_dir!r}. "
+                'Install it with pip install "lossguard[tensorboard]", or leave '
+                "tensorboard_dir=None."
+            )
         self.tensorboard_dir = (
             None if tensorboard_dir is None else os.fspath(tensorboard_dir)
         )
@@ -848,6 +857,13 @@ class LossSanityCallback(FindingsCallback):
             )
         self._flushed = total
         self._store.trim(self._flushed)
+
+
+def _has(package) -> bool:
+    """Whether an optional package is installed (found, not imported)."""
+    import importlib.util
+
+    return importlib.util.find_spec(package) is not None
 
 
 def _at(finding, epoch, step, phase):

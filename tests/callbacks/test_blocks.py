@@ -114,6 +114,7 @@ def test_keep_in_memory_bounds_history_while_the_log_has_every_row(tmp_path):
     written = pd.read_csv(log)
     assert written.step.tolist() == list(range(2500))
     np.testing.assert_allclose(written.loss.iloc[-len(h) :], h.loss, rtol=1e-6)
+    assert len(h) == 1000  # exactly what was asked for, not whole chunks
     with pytest.raises(ValueError, match="keep_in_memory"):
         lossguard.LossSanityCallback(keep_in_memory=10)
     with pytest.raises(ValueError, match="check_every"):

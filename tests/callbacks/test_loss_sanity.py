@@ -490,6 +490,23 @@ def test_bad_arguments():
         lossguard.LossSanityCallback(log_path="history.txt")
     with pytest.raises(ValueError, match="predictions='some'"):
         lossguard.LossSanityCallback(predictions="some")
+    with pytest.raises(ValueError, match="vocabulary=given, vectors=None"):
+        lossguard.LossSanityCallback(vocabulary=["", "the"])
+
+
+def test_tensorboard_dir_without_tensorboard_fails_when_given(monkeypatch, tmp_path):
+    """Not in the middle of fit: the constructor says what to install."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "tensorboard" else real(name, *a),
+    )
+    with pytest.raises(ImportError, match=r'pip install "lossguard\[tensorboard\]"'):
+        lossguard.LossSanityCallback(tensorboard_dir=tmp_path)
+    lossguard.LossSanityCallback()  # without the argument, nothing is needed
 
 
 def test_keras_softmax_prediction_passes_skipped_by_default(caplog):

@@ -126,3 +126,18 @@ def test_bad_arguments(glove, words):
     assert f.code == "EMBEDDING_MISALIGNED" and "ids 12..61 have no row" in f.message
     with pytest.raises(ValueError, match="threshold=2"):
         EmbeddingDriftMonitor(threshold=2)
+
+
+def test_check_embedding_on_a_fresh_layer_reads_its_initial_rows():
+    """A layer straight from glove_embedding, before any model ran it."""
+    from lossguard.glove import bundled_glove, glove_embedding
+
+    glove = bundled_glove()
+    vocab = ["", "the", "of", "and", "to"]
+    layer, _ = glove_embedding(vocab, glove)
+    assert not layer.built
+    assert lossguard.glove.check_embedding(layer) == []
+    shifted = ["", "of", "the", "to", "and"]
+    codes = [f.code for f in lossguard.glove.check_embedding(layer, shifted, glove)]
+    assert codes == ["EMBEDDING_MISALIGNED"]
+    assert not layer.built  # read from its initializer, not built

@@ -70,9 +70,23 @@ def _words_by_id(vocabulary) -> list:
 
 
 def embedding_rows(layer_or_matrix) -> np.ndarray:
-    """The rows of an `Embedding` layer (or a matrix) as a float32 array."""
+    """The rows of an `Embedding` layer (or a matrix) as a float32 array.
+
+    A layer not built yet (fresh from `glove_embedding`, before the model
+    ran) is read from its `Constant` initializer, which holds the rows it
+    will start with; any other unbuilt layer is built first.
+    """
     if isinstance(layer_or_matrix, keras.layers.Embedding):
-        return np.asarray(keras.ops.convert_to_numpy(layer_or_matrix.embeddings))
+        layer = layer_or_matrix
+        if not layer.built:
+            start = layer.embeddings_initializer
+            shape = (layer.input_dim, layer.output_dim)
+            if isinstance(start, keras.initializers.Constant):
+                return np.asarray(
+                    keras.ops.convert_to_numpy(start(shape=shape)), "float32"
+                )
+            layer.build()
+        return np.asarray(keras.ops.convert_to_numpy(layer.embeddings))
     return np.asarray(layer_or_matrix, dtype="float32")
 
 
