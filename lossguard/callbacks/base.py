@@ -110,7 +110,11 @@ class FindingsCallback(keras.callbacks.Callback):
 
     @property
     def report(self) -> Report:
-        return Report(self.findings)
+        return Report(self.findings, history=self._report_history)
+
+    #: What a report draws inline in a notebook (None: nothing); a callback
+    #: with a per-batch history passes a callable that returns it.
+    _report_history = None
 
     def _add(self, finding: Finding) -> bool:
         """Record one finding (see `_add_all`); returns whether it was new."""

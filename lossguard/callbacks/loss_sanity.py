@@ -228,6 +228,9 @@ class LossSanityCallback(FindingsCallback):
         prefix = "" if self._collector.single else "{}/"
         return {prefix.format(s.name) + "pred_dtype": s.dtype for s in self.specs}
 
+    def _report_history(self):
+        return self.history
+
     @property
     def specs(self):
         """What lossguard knows of each output (refined once a batch ran)."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import html
 import json
 from typing import Any
 
@@ -92,6 +91,11 @@ class Finding:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def _repr_html_(self) -> str:
+        from lossguard.diagnosis.render import finding_html
+
+        return finding_html(self)
+
 
 def _severity_rank(finding: Finding) -> int:
     return SEVERITIES.index(finding.severity)
@@ -117,10 +121,18 @@ class Report:
         "evidence",
     )
 
-    def __init__(self, findings=(), notes=()):
+    def __init__(self, findings=(), notes=(), history=None):
         self.findings: list[Finding] = list(findings)
         #: What lossguard could not check, and why (one sentence each).
         self.notes: list[str] = list(notes)
+        self._history = history
+
+    @property
+    def history(self):
+        """The per-batch history behind a callback's report (None for
+        `diagnose`): drawn inline in a notebook."""
+        history = self._history
+        return history() if callable(history) else history
 
     @property
     def codes(self) -> set[str]:
@@ -258,29 +270,9 @@ class Report:
         return lines
 
     def _repr_html_(self) -> str:
-        rows = "".join(
-            "<tr>"
-            + "".join(
-                f"<td>{html.escape(str(v))}</td>"
-                for v in (
-                    f.severity,
-                    f.code if f.caused_by is None else f"\u21b3 {f.code}",
-                    f.caused_by or "",
-                    f.message,
-                    f.explanation,
-                    f.fix,
-                )
-            )
-            + "</tr>"
-            for f in self.ordered()
-        )
-        head = "".join(
-            f"<th>{h}</th>"
-            for h in ("severity", "code", "caused by", "message", "why", "fix")
-        )
-        notes = "".join(f"<p>Not checked: {html.escape(n)}</p>" for n in self.notes)
-        table = f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
-        return table + notes
+        from lossguard.diagnosis.render import report_html
+
+        return report_html(self)
 
 
 def _jsonable(value):
