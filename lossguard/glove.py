@@ -583,8 +583,8 @@ def load_glove(
     >>> vectors = bundled_glove()
     >>> vectors.dim, "the" in vectors
     (50, True)
-    >>> [round(float(v), 5) for v in vectors.vector("the")[:3]]
-    [0.418, 0.24968, -0.41242]
+    >>> print(*(round(float(v), 5) for v in vectors.vector("the")[:3]))
+    0.418 0.24968 -0.41242
     """
     source = os.fspath(source)
     if threads is not None and (
