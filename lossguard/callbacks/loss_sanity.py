@@ -15,6 +15,7 @@ from keras import ops
 from lossguard.callbacks import state
 from lossguard.callbacks.base import FindingsCallback
 from lossguard.callbacks.history import History
+from lossguard.callbacks.mlflow_sink import MlflowSink
 from lossguard.diagnosis.collect import (
     BatchCollector,
     accepts_training,
@@ -100,6 +101,11 @@ class LossSanityCallback(FindingsCallback):
             of the vectors' width is checked against them when `fit` starts
             (EMBEDDING_OOV_ROWS, EMBEDDING_MISALIGNED). Layers made by
             `lossguard.glove.glove_embedding` are checked without them.
+        mlflow: Log findings to MLflow: each one as a run tag
+            `lossguard.<CODE>` and counts as metrics when it is found, the
+            report and the plot as artifacts when training ends, in the run
+            open when `fit` starts (lossguard starts and ends one where none
+            is). Needs `pip install "lossguard[mlflow]"`.
         keep_in_memory: With a `.csv` `log_path`, keep the last this many
             rows in `history` (the file has them all);
             `history.attrs["partial"]` then says rows were left out.
@@ -129,6 +135,7 @@ class LossSanityCallback(FindingsCallback):
         keep_in_memory=None,
         vocabulary=None,
         vectors=None,
+        mlflow=False,
     ):
         super().__init__(action)
         if predictions not in PREDICTIONS:
@@ -180,6 +187,14 @@ class LossSanityCallback(FindingsCallback):
             )
         self.vocabulary = vocabulary
         self.vectors = vectors
+        if mlflow and not _has("mlflow"):
+            raise ImportError(
+                "`mlflow=True` needs the mlflow package, which is not installed. "
+                'Install it with pip install "lossguard[mlflow]", or leave '
+                "mlflow=False."
+            )
+        self.mlflow = bool(mlflow)
+        self._mlflow = MlflowSink() if mlflow else None
         if tensorboard_dir is not None and not _has("tensorboard"):
             raise ImportError(
                 "`tensorboard_dir` needs the tensorboard package, which is not "
@@ -276,6 +291,7 @@ class LossSanityCallback(FindingsCallback):
         unsupported = self._install()
         if unsupported is not None:
             self._unsupported(unsupported)
+        self._sink("start")
         unseen = unseen_loss(self._keras_model)
         if unseen is not None and not reuse:
             self._warn(f"lossguard: {unseen}.")
@@ -620,6 +636,21 @@ class LossSanityCallback(FindingsCallback):
         self._close_writer()
         self._uninstall()
         self._active = False
+        self._sink("end", self.report)
+
+    def _sink(self, what, *args):
+        """Call the MLflow sink, if any; a failure there is said once and
+        stops the sink, never the user's training."""
+        if self._mlflow is None:
+            return
+        try:
+            getattr(self._mlflow, what)(*args)
+        except Exception as error:  # noqa: BLE001 - never break the user's fit
+            self._mlflow = None
+            self._warn(
+                f"lossguard stopped logging to MLflow ({type(error).__name__}: "
+                f"{error}); it watches the training as before."
+            )
 
     # ------------------------------------------------------------ reading
     def _read(self, logs, phase, pending=None):
@@ -759,6 +790,7 @@ class LossSanityCallback(FindingsCallback):
             self._writer = None
 
     def _on_finding(self, finding):
+        self._sink("finding", finding, self.report, self._finding_step)
         writer = self._tensorboard()
         if writer is None:
             return
@@ -777,6 +809,7 @@ class LossSanityCallback(FindingsCallback):
         self._flush()
         self._uninstall()
         self._close_writer()
+        self._sink("end", self.report)
 
     def _go_blind(self, phase, logs):
         """A step never called compute_loss: say so once per phase."""
@@ -839,6 +872,7 @@ class LossSanityCallback(FindingsCallback):
         step = self._begun.get(phase)
         found = check_crash(error, self.specs, self._epoch, step, phase)
         self._add_all(found)
+        self._sink("end", self.report)
 
     def _flush(self):
         if not self.log_path or self._store is None:
