@@ -62,6 +62,8 @@ class EmbeddingDriftMonitor(FindingsCallback):
         self.threshold = threshold
         self.moved = moved
         self._rows: list[dict] = []
+        self._layer = None  # the layer watched in this fit
+        self._watched = None  # its rows that had a pre-trained vector
 
     @property
     def history(self):
@@ -91,15 +93,24 @@ class EmbeddingDriftMonitor(FindingsCallback):
         return trainable[0]
 
     def on_train_begin(self, logs=None):
-        self._layer = self._find_layer()
-        start = embedding_rows(self._layer)
-        if self.original is None:
-            self.original = start.copy()
-        if self.original.shape != start.shape:
-            raise ValueError(
-                f"`original` has shape {self.original.shape} but layer "
-                f"'{self._layer.name}' has {start.shape}."
-            )
+        """Find the layer to watch; what does not fit the model is said once
+        (a `LossSanityWarning`) and the monitor then watches nothing: it never
+        stops the user's training for its own arguments."""
+        self._layer = None
+        try:
+            layer = self._find_layer()
+            start = embedding_rows(layer)
+            if self.original is None:
+                self.original = start.copy()
+            if self.original.shape != start.shape:
+                raise ValueError(
+                    f"`original` has shape {self.original.shape} but layer "
+                    f"'{layer.name}' has {start.shape}."
+                )
+        except ValueError as error:
+            self._warn(f"EmbeddingDriftMonitor watches nothing in this fit: {error}")
+            return
+        self._layer = layer
         self._watched = np.flatnonzero(np.any(self.original != 0, axis=1))
         if not self._layer.trainable:
             logger.info(
@@ -108,6 +119,8 @@ class EmbeddingDriftMonitor(FindingsCallback):
             )
 
     def on_epoch_end(self, epoch, logs=None):
+        if self._layer is None:
+            return
         rows = embedding_rows(self._layer)[self._watched]
         row = drift(rows, self.original[self._watched], self.moved)
         if row is None:

@@ -153,6 +153,25 @@ class LossSanityCallback(FindingsCallback):
                 "`log_path` must end in .csv or .parquet. "
                 f"Received: log_path={log_path!r}."
             )
+        if log_path is not None:
+            folder = os.path.dirname(os.path.abspath(os.fspath(log_path)))
+            if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+                raise ValueError(
+                    f"`log_path` must be in a folder that exists and can be "
+                    f"written. Received: log_path={log_path!r} (folder "
+                    f"{folder!r}). Create the folder first."
+                )
+        if str(log_path or "").endswith(".parquet") and not _has("pyarrow"):
+            raise ImportError(
+                "A .parquet `log_path` needs the pyarrow package, which is not "
+                f"installed. Received: log_path={log_path!r}. Install it with "
+                "pip install pyarrow, or log to a .csv path."
+            )
+        if not isinstance(flush_every, int) or flush_every < 1:
+            raise ValueError(
+                "`flush_every` must be a positive int (batches). "
+                f"Received: flush_every={flush_every!r}."
+            )
         if check_every != "auto" and not (
             isinstance(check_every, int) and check_every >= 1
         ):

@@ -53,3 +53,13 @@ def test_drift_monitor_on_a_frozen_layer_sees_no_drift(glove, words):
     model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[monitor])
     assert (monitor.history.mean_cosine > 0.99999).all()
     assert (monitor.history.moved_share == 0).all() and monitor.findings == []
+
+
+def test_a_model_without_a_trainable_embedding_trains_on_with_one_warning():
+    from lossguard.testing import tiny_seq2seq
+
+    model, x, y = tiny_seq2seq(n=32)  # its GloVe embedding is frozen
+    monitor = lossguard.EmbeddingDriftMonitor()
+    with pytest.warns(lossguard.LossSanityWarning, match="watches nothing"):
+        model.fit(x, y, epochs=2, verbose=0, callbacks=[monitor])
+    assert monitor.history.empty

@@ -492,6 +492,11 @@ def test_bad_arguments():
         lossguard.LossSanityCallback(predictions="some")
     with pytest.raises(ValueError, match="vocabulary=given, vectors=None"):
         lossguard.LossSanityCallback(vocabulary=["", "the"])
+    # Nothing accepted here may fail later, inside fit.
+    with pytest.raises(ValueError, match="Create the folder first"):
+        lossguard.LossSanityCallback(log_path="/no/such/folder/history.csv")
+    with pytest.raises(ValueError, match="flush_every=0"):
+        lossguard.LossSanityCallback(log_path="history.csv", flush_every=0)
 
 
 def test_tensorboard_dir_without_tensorboard_fails_when_given(monkeypatch, tmp_path):
