@@ -24,6 +24,7 @@ import keras
 from keras import ops
 
 from lossguard.keras_compat import get_mask, set_mask
+from lossguard.kinds import LossKind
 
 __all__ = [
     "BoundedCategoricalCrossentropy",
@@ -40,6 +41,7 @@ __all__ = [
     "stable_crossentropy",
     "stable_sparse_categorical_crossentropy",
 ]
+
 
 _register = keras.saving.register_keras_serializable(package="lossguard")
 
@@ -558,6 +560,15 @@ for _fn in (
 # --------------------------------------------------------------------------
 # classes
 # --------------------------------------------------------------------------
+# Each function declares its family, as the classes do (`loss_kind`).
+stable_categorical_crossentropy.loss_kind = LossKind.CATEGORICAL
+stable_sparse_categorical_crossentropy.loss_kind = LossKind.SPARSE
+clipped_categorical_crossentropy.loss_kind = LossKind.CATEGORICAL
+clipped_sparse_categorical_crossentropy.loss_kind = LossKind.SPARSE
+bounded_categorical_crossentropy.loss_kind = LossKind.CATEGORICAL
+bounded_sparse_categorical_crossentropy.loss_kind = LossKind.SPARSE
+
+
 class _CrossentropyLoss(keras.losses.Loss):
     """A `Loss` that calls one of the functions above with fixed arguments."""
 
@@ -601,6 +612,8 @@ class StableCategoricalCrossentropy(_CrossentropyLoss):
     >>> # model.compile(optimizer="adam", loss=loss)
     """
 
+    loss_kind = LossKind.CATEGORICAL
+
     fn = staticmethod(stable_categorical_crossentropy)
 
     def __init__(
@@ -642,6 +655,8 @@ class StableSparseCategoricalCrossentropy(_CrossentropyLoss):
     >>> loss.get_config()["ignore_class"]
     0
     """
+
+    loss_kind = LossKind.SPARSE
 
     fn = staticmethod(stable_sparse_categorical_crossentropy)
 
@@ -746,6 +761,8 @@ class ClippedCategoricalCrossentropy(_ClippedCounter, _CrossentropyLoss):
     1.0
     """
 
+    loss_kind = LossKind.CATEGORICAL
+
     def __init__(
         self,
         from_logits=False,
@@ -804,6 +821,8 @@ class ClippedSparseCategoricalCrossentropy(_ClippedCounter, _CrossentropyLoss):
     >>> loss.get_config()["max_loss"]
     5.0
     """
+
+    loss_kind = LossKind.SPARSE
 
     def __init__(
         self,
@@ -865,6 +884,8 @@ class BoundedCategoricalCrossentropy(_CrossentropyLoss):
     0.5
     """
 
+    loss_kind = LossKind.CATEGORICAL
+
     fn = staticmethod(bounded_categorical_crossentropy)
 
     def __init__(
@@ -908,6 +929,8 @@ class BoundedSparseCategoricalCrossentropy(_CrossentropyLoss):
     >>> BoundedSparseCategoricalCrossentropy(ignore_class=0).get_config()["q"]
     0.7
     """
+
+    loss_kind = LossKind.SPARSE
 
     fn = staticmethod(bounded_sparse_categorical_crossentropy)
 

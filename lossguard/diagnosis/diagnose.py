@@ -284,7 +284,7 @@ def _numpy(value):
 
 def _label_hint(y, specs) -> str:
     """Integer ids given to a categorical (one-hot) loss: say what to use."""
-    if len(specs) != 1 or specs[0].kind != "categorical" or isinstance(y, dict):
+    if len(specs) != 1 or not specs[0].one_hot_labels or isinstance(y, dict):
         return ""
     labels = np.asarray(y)
     if not np.issubdtype(labels.dtype, np.integer):

@@ -51,6 +51,8 @@ import math
 
 import numpy as np
 
+from lossguard.kinds import LossKind
+
 logger = logging.getLogger("lossguard")
 
 RTOL, ATOL = 1e-3, 1e-4
@@ -65,7 +67,7 @@ CLIP_RTOL = 0.05
 class Identity:
     """What probing found a loss to be."""
 
-    kind: str  # categorical | sparse | binary | kl | unbounded | other
+    kind: LossKind
     from_logits: bool = False
     label_smoothing: float = 0.0
     clip: tuple | None = None  # (low or None, high or None)
@@ -208,7 +210,7 @@ def identify(loss, output_shape, activation=None) -> Identity:
     k = output_shape[-1] if output_shape else None
     if not isinstance(k, int) or len(output_shape) < 2:
         return Identity(
-            "other",
+            LossKind.OTHER,
             how="not probed: the output's class axis is unknown",
             floor="unknown",
             floor_how="not probed",
@@ -219,7 +221,7 @@ def identify(loss, output_shape, activation=None) -> Identity:
         fit = _binary_fit(prober, prober.shape)
         if fit is not None:
             found = Identity(
-                "binary",
+                LossKind.BINARY,
                 from_logits=fit[0],
                 label_smoothing=fit[1],
                 how=_words("binary cross-entropy", fit[0], fit[1]),
@@ -230,21 +232,21 @@ def identify(loss, output_shape, activation=None) -> Identity:
         floor, floor_how = _floor(prober, activation)
         if floor == "below":
             found = Identity(
-                "unbounded",
+                LossKind.UNBOUNDED,
                 how=f"negative by design: {floor_how}",
                 floor=floor,
                 floor_how=floor_how,
             )
         elif len(prober.errors) == prober.calls:
             found = Identity(
-                "other",
+                LossKind.OTHER,
                 how=f"it raised on every probe ({prober.errors[0]})",
                 floor="unknown",
                 floor_how="it raised on every probe",
             )
         else:
             found = Identity(
-                "other",
+                LossKind.OTHER,
                 how="it behaves as no cross-entropy, KL, Dice or similarity known",
                 floor=floor,
                 floor_how=floor_how,
@@ -262,11 +264,11 @@ def _probe(prober) -> Identity | None:
     cls_a, cls_b = prober.classes(seed=1), prober.classes(seed=2)
     p_a, p_b = prober.peaked(cls_a, 1), prober.peaked(cls_b, 2)
     kind, fit = (
-        "categorical",
+        LossKind.CATEGORICAL,
         _categorical_fit(prober, prober.onehot, cls_a, cls_b, p_a, p_b),
     )
     if fit is None:
-        kind = "sparse"
+        kind = LossKind.SPARSE
         for layout in (lambda c: c.astype("int32"), lambda c: c[..., None]):
             fit = _categorical_fit(prober, layout, cls_a, cls_b, p_a, p_b)
             if fit is not None:
@@ -277,14 +279,14 @@ def _probe(prober) -> Identity | None:
     if fit is None:
         return None
     from_logits, ls = fit
-    if kind == "categorical" and not from_logits and _is_kl(prober, p_a):
-        kind = "kl"
+    if kind == LossKind.CATEGORICAL and not from_logits and _is_kl(prober, p_a):
+        kind = LossKind.KL
     clip = _clip(prober, labels_of, kind, from_logits, ls)
     ignored = _ignored_id(prober, labels_of, kind, from_logits, ls)
     family = {
-        "categorical": "categorical cross-entropy",
-        "sparse": "sparse categorical cross-entropy",
-        "kl": "KL divergence",
+        LossKind.CATEGORICAL: "categorical cross-entropy",
+        LossKind.SPARSE: "sparse categorical cross-entropy",
+        LossKind.KL: "KL divergence",
     }[kind]
     extra = ""
     if clip is not None:
@@ -330,7 +332,7 @@ def _clip(prober, labels_of, kind, from_logits, ls):
     if np.isfinite(value) and value < expected * (1 - CLIP_RTOL):
         high = float(f"{value:.4g}")
     low = None
-    if kind != "sparse":
+    if kind != LossKind.SPARSE:
         # Lower: negative one-hot labels make every term -CE < 0.
         q = prober.peaked(classes, 5)
         zq = np.log(q)
@@ -372,7 +374,7 @@ def _ignored_id(prober, labels_of, kind, from_logits, ls):
     ce = -np.take_along_axis(logq, classes[..., None], -1)[..., 0]
     per_row = (1 - ls) * ce + ls * (-logq.mean(-1))
     real = per_row[~half]
-    for pad in PAD_IDS if kind == "sparse" else PAD_IDS[:1]:
+    for pad in PAD_IDS if kind == LossKind.SPARSE else PAD_IDS[:1]:
         labels = np.where(half, pad, classes)
         value = prober(labels_of(labels), z if from_logits else p)
         if pad == 0 and _close(value, per_row.mean()):
@@ -534,7 +536,7 @@ def _dice_fit(prober) -> Identity | None:
             form = "1 - dice" if offset else "-dice"
             over = "per sample" if per_sample else "over the batch"
             return Identity(
-                "binary",
+                LossKind.BINARY,
                 how=f"behaves as {form} (smooth {smooth:.3g}, {over})",
                 floor="zero" if offset else "below",
                 floor_how=(

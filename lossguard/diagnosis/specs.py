@@ -9,55 +9,37 @@ import math
 import keras
 
 from lossguard.diagnosis.held import held_losses, overrides_compute_loss
+from lossguard.kinds import PROBABILISTIC, LossKind
 
 logger = logging.getLogger("lossguard")
 
-# Loss names (lower-case, function or class) -> the family lossguard checks.
-_KINDS = {
-    "categorical": (
-        "categorical_crossentropy",
-        "categoricalcrossentropy",
-        "categorical_focal_crossentropy",
-        "categoricalfocalcrossentropy",
-        "stable_categorical_crossentropy",
-        "stablecategoricalcrossentropy",
-        "clipped_categorical_crossentropy",
-        "clippedcategoricalcrossentropy",
-        "bounded_categorical_crossentropy",
-        "boundedcategoricalcrossentropy",
-    ),
-    "sparse": (
-        "sparse_categorical_crossentropy",
-        "sparsecategoricalcrossentropy",
-        "stable_sparse_categorical_crossentropy",
-        "stablesparsecategoricalcrossentropy",
-        "clipped_sparse_categorical_crossentropy",
-        "clippedsparsecategoricalcrossentropy",
-        "bounded_sparse_categorical_crossentropy",
-        "boundedsparsecategoricalcrossentropy",
-    ),
-    "binary": (
-        "binary_crossentropy",
-        "binarycrossentropy",
-        "binary_focal_crossentropy",
-        "binaryfocalcrossentropy",
-        "dice",
-    ),
-    "kl": ("kl_divergence", "kldivergence", "kld"),
-    "unbounded": (
-        "cosine_similarity",
-        "cosinesimilarity",
-        "poisson",
-    ),
+#: Keras' own losses by name (function or class, lower-case, without
+#: underscores) -> their family. lossguard's losses declare theirs
+#: (`loss_kind`); any other loss is probed.
+KERAS_KINDS = {
+    "categoricalcrossentropy": LossKind.CATEGORICAL,
+    "categoricalfocalcrossentropy": LossKind.CATEGORICAL,
+    "sparsecategoricalcrossentropy": LossKind.SPARSE,
+    "binarycrossentropy": LossKind.BINARY,
+    "binaryfocalcrossentropy": LossKind.BINARY,
+    "dice": LossKind.BINARY,
+    "kldivergence": LossKind.KL,
+    "kld": LossKind.KL,
+    "cosinesimilarity": LossKind.UNBOUNDED,
+    "poisson": LossKind.UNBOUNDED,
 }
-_KIND_OF = {name: kind for kind, names in _KINDS.items() for name in names}
 
-# The known range of the losses that are negative by design.
+#: The known range of Keras' losses that are negative by design.
 UNBOUNDED_RANGES = {
-    "cosine_similarity": "[-1, 1] (best = -1)",
     "cosinesimilarity": "[-1, 1] (best = -1)",
     "poisson": "unbounded below (Keras drops the log(y!) term)",
 }
+
+
+def name_key(name: str) -> str:
+    """A loss's name as `KERAS_KINDS` keys it: `categorical_crossentropy`
+    and `CategoricalCrossentropy` are one loss."""
+    return name.lower().replace("_", "")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,7 +48,7 @@ class OutputSpec:
 
     name: str
     loss_name: str
-    kind: str  # categorical | sparse | binary | kl | unbounded | other | none
+    kind: LossKind  # a string is taken too
     from_logits: bool = False
     label_smoothing: float = 0.0
     ignore_class: int | None = None
@@ -86,15 +68,55 @@ class OutputSpec:
     #: How the floor is known, in words (the probe, for a probed loss).
     floor_how: str = ""
 
+    def __post_init__(self):
+        object.__setattr__(self, "kind", LossKind(self.kind))
+
+    # What the loss takes its labels and predictions to be: each check asks
+    # these, not the family's name.
     @property
     def expects_probabilities(self) -> bool:
-        return self.kind in ("categorical", "sparse", "kl", "binary") and not (
-            self.from_logits
-        )
+        """Predictions must be probabilities (a family, not from logits)."""
+        return self.kind in PROBABILISTIC and not self.from_logits
 
     @property
     def categorical(self) -> bool:
-        return self.kind in ("categorical", "sparse")
+        """One class per row, as one-hot rows or ids."""
+        return self.kind in (LossKind.CATEGORICAL, LossKind.SPARSE)
+
+    @property
+    def label_rows_are_distributions(self) -> bool:
+        """Each label row must be a distribution (y >= 0, sum 1)."""
+        return self.kind in (LossKind.CATEGORICAL, LossKind.KL)
+
+    @property
+    def one_hot_labels(self) -> bool:
+        """Labels are one-hot rows over the classes."""
+        return self.kind == LossKind.CATEGORICAL
+
+    @property
+    def sparse_labels(self) -> bool:
+        """Labels are class ids in [0, K)."""
+        return self.kind == LossKind.SPARSE
+
+    @property
+    def binary_targets(self) -> bool:
+        """Targets lie in [0, 1], each unit on its own."""
+        return self.kind == LossKind.BINARY
+
+    @property
+    def ranged_labels(self) -> bool:
+        """Labels have a range to leave: [0, 1] targets or [0, K) ids."""
+        return self.kind in (LossKind.BINARY, LossKind.SPARSE)
+
+    @property
+    def cross_entropy(self) -> bool:
+        """A cross-entropy over softmax or sigmoid outputs."""
+        return self.kind in (LossKind.CATEGORICAL, LossKind.SPARSE, LossKind.BINARY)
+
+    @property
+    def prediction_rows_sum_to_one(self) -> bool:
+        """The loss reads each prediction row as one distribution."""
+        return self.kind in (LossKind.CATEGORICAL, LossKind.SPARSE, LossKind.KL)
 
 
 def _loss_name(loss) -> str:
@@ -155,13 +177,18 @@ def per_output(value, names, what=None):
     return [value] * len(names)
 
 
-def _is_own(loss) -> bool:
-    """A string name, or a loss class or function of Keras or lossguard."""
+def _own_kind(loss, key) -> LossKind | None:
+    """The family of one of lossguard's losses (they declare it) or of
+    Keras' own (by name); None for any other loss."""
     if isinstance(loss, str):
-        return True
+        return KERAS_KINDS.get(key)
     inner = getattr(loss, "fn", None) if _is_wrapper(loss) else loss
     module = getattr(inner, "__module__", None) or type(inner).__module__
-    return module.split(".")[0] in ("keras", "lossguard")
+    package = module.split(".")[0]
+    if package == "lossguard":
+        declared = getattr(inner, "loss_kind", None)
+        return None if declared is None else LossKind(declared)
+    return KERAS_KINDS.get(key) if package == "keras" else None
 
 
 def _is_wrapper(loss) -> bool:
@@ -285,10 +312,10 @@ def _loss_family(loss, shape, activation=None) -> dict:
     losses, else by probing how it behaves (`lossguard.diagnosis.probe`)."""
     if loss is None:
         return {"kind": "none", "floor": "unknown", "floor_how": "no compiled loss"}
-    name = _loss_name(loss).lower()
-    if _is_own(loss) and name in _KIND_OF:
-        kind = _KIND_OF[name]
-        below = kind == "unbounded"
+    name = name_key(_loss_name(loss))
+    kind = _own_kind(loss, name)
+    if kind is not None:
+        below = kind == LossKind.UNBOUNDED
         return {
             "kind": kind,
             "from_logits": bool(_loss_setting(loss, "from_logits", False)),

@@ -279,7 +279,7 @@ def _broadcast_rows(w, p, rows):
 
 def _labels_for(y_true, y_pred, spec):
     y_true = ops.convert_to_tensor(y_true)
-    if spec.kind == "sparse":
+    if spec.sparse_labels:
         if len(y_true.shape) == len(y_pred.shape) and y_true.shape[-1] == 1:
             y_true = ops.squeeze(y_true, axis=-1)
         return y_true
@@ -407,7 +407,7 @@ def output_statistics(
     out["weighted"] = ops.convert_to_tensor(float(sample_weight is not None))
 
     ids, saturated, label_keys, fits = None, None, (), True
-    if spec.kind == "sparse":
+    if spec.sparse_labels:
         ids = y_true  # int32 and int64 ids are compared as they are
         if keras.backend.standardize_dtype(ids.dtype) not in ("int32", "int64"):
             ids = ops.cast(ids, "int32")
@@ -434,22 +434,22 @@ def output_statistics(
         sums = ops.sum(y2, axis=-1)
         out["y_nonfinite"] = _nonfinite(ops.sum(sums))
         label_keys = ("label_min", "y_nonfinite")
-        if spec.kind in ("categorical", "kl"):
+        if spec.label_rows_are_distributions:
             label_keys += _dense_label_rows(out, y2, sums, active, n_act, label_min)
-            if spec.kind == "categorical":
+            if spec.one_hot_labels:
                 ids = ops.argmax(y2, axis=-1)
         else:
             out["label_max"] = _masked_max(ops.max(y2, axis=-1), active, n_act)
             label_keys += ("label_max",)
-            if spec.kind == "binary":
+            if spec.binary_targets:
                 outside = ops.logical_or(ops.less(y2, 0.0), ops.greater(y2, 1.0))
                 if active is not None:
                     outside = ops.logical_and(ops.expand_dims(active, -1), outside)
                 out["label_out_of_range_share"] = _share(outside, n_act * f32(k))
                 label_keys += ("label_out_of_range_share",)
-        if predictions and spec.kind in ("categorical", "kl"):
+        if predictions and spec.label_rows_are_distributions:
             saturated = _at_zero_or_one(ops.sum(y2 * p2, axis=-1))  # p of the label
-        elif predictions and spec.kind == "binary":
+        elif predictions and spec.binary_targets:
             # A sigmoid output saturates on its own: any unit at exactly 0 or 1.
             saturated = ops.any(_at_zero_or_one(p2), axis=-1)
     out["active_rows"] = n_act
@@ -459,13 +459,13 @@ def output_statistics(
         out["pred_max"] = _masked_max(ops.max(p2, axis=-1), active, n_act)
         psums = ops.sum(p2, axis=-1)
         out["pred_nonfinite"] = _nonfinite(ops.sum(psums))
-        if spec.kind in ("categorical", "sparse", "kl"):
+        if spec.prediction_rows_sum_to_one:
             out["pred_sum_min"] = _masked_min(psums, active, n_act)
             out["pred_sum_max"] = _masked_max(psums, active, n_act)
     if saturated is not None:
         out["pred_saturated_share"] = _share(_and(active, saturated), n_act)
         label_keys += ("pred_saturated_share",)
-    if ids is not None and rank == 2 and spec.kind in ("sparse", "categorical"):
+    if ids is not None and rank == 2 and spec.categorical:
         steps = p.shape[1] if p.shape[1] is not None else ops.shape(p)[1]
         label_keys += _sequence_statistics(
             out, ids, active, n_act, inputs, rows, k, steps

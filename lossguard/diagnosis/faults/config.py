@@ -42,7 +42,7 @@ OPTIMIZER_EPSILON_UNDERFLOW = fault(
 
 @SINGLE_UNIT_CATEGORICAL.check("config")
 def single_unit_categorical(spec):
-    if not (spec.kind == "categorical" and spec.units == 1):
+    if not (spec.one_hot_labels and spec.units == 1):
         return None
     return SINGLE_UNIT_CATEGORICAL.finding(
         f"'{spec.loss_name}' on output '{spec.name}', which has 1 unit.",
@@ -63,7 +63,7 @@ def invalid_label_smoothing(spec):
     if 0.0 <= ls <= 1.0:
         return None
     # Binary losses smooth towards 1/2 (K = 2 for their one unit).
-    k = 2 if spec.kind == "binary" or not spec.units or spec.units < 2 else spec.units
+    k = 2 if spec.binary_targets or not spec.units or spec.units < 2 else spec.units
     true, other = 1 - ls + ls / k, ls / k
     if min(true, other) < 0:
         effect = (
@@ -94,7 +94,7 @@ def invalid_label_smoothing(spec):
 def _single_unit_softmax_effect(spec) -> str:
     """What a constant output 1 does to this loss, on this backend."""
     tensorflow = keras.backend.backend() == "tensorflow"
-    if spec.kind == "binary" and tensorflow and not spec.from_logits:
+    if spec.binary_targets and tensorflow and not spec.from_logits:
         return (
             "Under binary cross-entropy Keras' TensorFlow backend reads the "
             "logit z behind its own softmax tensor and computes sigmoid "
@@ -102,13 +102,13 @@ def _single_unit_softmax_effect(spec) -> str:
             "(and accuracy) stays fixed at 1: the loss trains a sigmoid that "
             "predict() never returns."
         )
-    if spec.kind == "binary":
+    if spec.binary_targets:
         return (
             "Under binary cross-entropy every prediction is p = 1, clipped to "
             "1 - eps: each 0 label costs -log eps = 16.12 and each 1 label 0, "
             "so the loss is 16.12 times the share of 0 labels and never moves."
         )
-    if spec.kind == "sparse":
+    if spec.sparse_labels:
         return (
             "Under sparse cross-entropy one unit is one class, id 0: a label "
             "1 is out of range (TensorFlow and PyTorch stop the step)."

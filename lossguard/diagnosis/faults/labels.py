@@ -61,7 +61,7 @@ def _position(s) -> dict:
 
 @NEGATIVE_LABELS.check(
     "output",
-    when=lambda s, g, spec: spec.kind in ("categorical", "kl") and s["label_min"] < 0,
+    when=lambda s, g, spec: spec.label_rows_are_distributions and s["label_min"] < 0,
 )
 def negative_labels(s, g, spec, single):
     ymin, ceiling = s["label_min"], clip_ceiling()
@@ -101,7 +101,7 @@ def negative_labels(s, g, spec, single):
 
 @LABEL_SUM_NOT_ONE.check(
     "output",
-    when=lambda s, g, spec: spec.kind == "categorical" and s["label_sum_off_share"] > 0,
+    when=lambda s, g, spec: spec.one_hot_labels and s["label_sum_off_share"] > 0,
 )
 def label_sum_not_one(s, g, spec, single):
     lo, hi, mean = s["label_sum_min"], s["label_sum_max"], s["label_sum_mean"]
@@ -135,7 +135,7 @@ def label_sum_not_one(s, g, spec, single):
 
 @EMPTY_LABEL_ROWS.check(
     "output",
-    when=lambda s, g, spec: spec.kind == "categorical" and s["label_empty_share"] > 0,
+    when=lambda s, g, spec: spec.one_hot_labels and s["label_empty_share"] > 0,
 )
 def empty_label_rows(s, g, spec, single):
     share = s["label_empty_share"]
@@ -158,14 +158,12 @@ def empty_label_rows(s, g, spec, single):
 
 @LABELS_OUT_OF_RANGE.check(
     "output",
-    when=lambda s, g, spec: (
-        spec.kind in ("binary", "sparse") and s["label_out_of_range_share"] > 0
-    ),
+    when=lambda s, g, spec: spec.ranged_labels and s["label_out_of_range_share"] > 0,
 )
 def labels_out_of_range(s, g, spec, single):
     share = s["label_out_of_range_share"]
     lo, hi = s["label_min"], s["label_max"]
-    if spec.kind == "binary":
+    if spec.binary_targets:
         why = (
             "Binary cross-entropy is -(y log p + (1 - y) log(1 - p)). For y > 1 "
             "the factor (1 - y) is negative and for y < 0 the factor y is, so the "

@@ -13,7 +13,7 @@ import numpy as np
 
 from lossguard.diagnosis.faults.format import measured, num, of_output, pct
 from lossguard.diagnosis.registry import explainers, fault
-from lossguard.diagnosis.specs import UNBOUNDED_RANGES
+from lossguard.diagnosis.specs import UNBOUNDED_RANGES, name_key
 from lossguard.diagnosis.statistics import AUX_TERM
 
 NEGATIVE_WEIGHTS = fault(
@@ -178,7 +178,7 @@ def negative_loss_weight(spec):
 def unbounded_loss(spec):
     if spec.floor != "below":
         return None
-    known = UNBOUNDED_RANGES.get(spec.loss_name.lower())
+    known = UNBOUNDED_RANGES.get(name_key(spec.loss_name))
     if known is not None:
         seen = f"its range is {known}"
         why = (

@@ -46,7 +46,7 @@ def _not_probabilities(s, g, spec):
         return False
     tol = sum_tolerance(spec.dtype)
     out_of_range = (s["pred_min"] < 0) | (s["pred_max"] > 1 + tol)
-    if spec.kind == "binary":
+    if spec.binary_targets:
         return out_of_range
     sums = s["pred_sum_min"], s["pred_sum_max"]
     return out_of_range | (np.abs(sums[0] - 1) > tol) | (np.abs(sums[1] - 1) > tol)
@@ -107,7 +107,7 @@ def predictions_not_probabilities(s, g, spec, single):
 
 
 def _squashed_logits(s, g, spec):
-    if not (spec.from_logits and spec.kind in ("categorical", "sparse", "binary")):
+    if not (spec.from_logits and spec.cross_entropy):
         return False
     if spec.activation in ("softmax", "sigmoid"):
         return True
@@ -118,7 +118,7 @@ def _squashed_logits(s, g, spec):
         & (np.abs(s["pred_sum_min"] - 1) <= tol)
         & (np.abs(s["pred_sum_max"] - 1) <= tol)
     )
-    return (s["pred_softmax"] == 1) | (looks if spec.kind != "binary" else False)
+    return (s["pred_softmax"] == 1) | (False if spec.binary_targets else looks)
 
 
 @PROBABILITIES_AS_LOGITS.check("output", when=_squashed_logits)
