@@ -77,12 +77,15 @@ class Fault:
     def check(self, stage: str, when: Callable | None = None) -> Callable:
         """Register the decorated function as this fault's check at `stage`.
 
+        Every check takes one argument, its stage's context
+        (`lossguard.diagnosis.contexts`: `OutputContext` for `output`, ...).
         The batch stages (`batch`, `output`, `unexplained`) run over a block
-        of batches at once: `when` is the fault's condition written over
+        of batches at once: `when(ctx)` is the fault's condition written over
         columns (numpy arrays, one value per batch; a plain bool where the
         configuration decides), and the decorated function explains one
-        batch where it holds. The other stages call the function directly; it
-        returns a finding, a list of them, or None.
+        batch where it holds, its context holding that batch's scalars. The
+        other stages call the function directly; it returns a finding, a
+        list of them, or None.
         """
         if stage not in STAGES:
             raise ValueError(f"`stage` must be one of {STAGES}. Received: {stage!r}.")
@@ -168,12 +171,12 @@ def checks(stage: str) -> list[tuple]:
     return [(f, when, code) for s, f, when, code in _ORDER if s == stage]
 
 
-def run(stage: str, *args, **kwargs) -> list:
-    """Run every check of a direct stage; each returns a finding, a list, or
-    None."""
+def run(stage: str, ctx) -> list:
+    """Run every check of a direct stage on its context; each returns a
+    finding, a list, or None."""
     found = []
     for function, _, _ in checks(stage):
-        result = function(*args, **kwargs)
+        result = function(ctx)
         if result is None:
             continue
         found.extend(result if isinstance(result, list) else [result])

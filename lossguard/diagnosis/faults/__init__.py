@@ -37,6 +37,14 @@ from lossguard.diagnosis.faults import embeddings  # noqa: F401
 from lossguard.diagnosis.faults import consequences  # noqa: F401
 
 # isort: on
+from lossguard.diagnosis.contexts import (
+    BatchContext,
+    ConfigContext,
+    CrashContext,
+    EpochContext,
+    ModelContext,
+    OutputContext,
+)
 from lossguard.diagnosis.faults.format import measured
 from lossguard.diagnosis.registry import FAULTS, checks, run
 from lossguard.diagnosis.statistics import OUTPUT_KEYS
@@ -64,17 +72,20 @@ def check_block(columns: dict, specs, known=frozenset()) -> list:
     n = len(next(iter(columns.values())))
     single = len(specs) == 1
     outs = [split_output(columns, spec, single) for spec in specs]
+    whole = BatchContext(columns, outs, specs)
     hits = []  # (check, code, output index or None for the whole batch, mask)
     for check, when, code in checks("batch"):
-        hits.append((check, code, None, _mask(when(columns, outs, specs), n)))
+        hits.append((check, code, None, _mask(when(whole), n)))
     for i, spec in enumerate(specs):
+        context = OutputContext(outs[i], columns, spec, single)
         for check, when, code in checks("output"):
-            hits.append((check, code, i, _mask(when(outs[i], columns, spec), n)))
+            hits.append((check, code, i, _mask(when(context), n)))
     found = {code: np.ones(n, bool) for code in known}
     for _, code, _, mask in hits:
         found[code] = found.get(code, np.zeros(n, bool)) | mask
+    unexplained = BatchContext(columns, outs, specs, found)
     for check, when, code in checks("unexplained"):
-        hits.append((check, code, None, _mask(when(columns, outs, specs, found), n)))
+        hits.append((check, code, None, _mask(when(unexplained), n)))
     rows = np.flatnonzero(np.any([mask for *_, mask in hits], axis=0)) if hits else []
     result = []
     for row_index in rows:
@@ -84,10 +95,11 @@ def check_block(columns: dict, specs, known=frozenset()) -> list:
             if not mask[row_index]:
                 continue
             if output is None:
-                finding = check(row, row_outs, specs)
+                finding = check(BatchContext(row, row_outs, specs))
             else:
                 spec, stats = specs[output], row_outs[output]
-                finding = _annotate(check(stats, row, spec, single), spec, stats)
+                finding = check(OutputContext(stats, row, spec, single))
+                finding = _annotate(finding, spec, stats)
             result.append((int(row_index), finding))
     return result
 
@@ -146,19 +158,19 @@ def _annotate(finding, spec, stats):
 
 def check_start(model, specs, vocabulary=None, vectors=None) -> list:
     """Findings the compile configuration and the model's structure prove."""
-    found = [f for spec in specs for f in run("config", spec)]
-    return found + run("model", model, vocabulary, vectors)
+    found = [f for spec in specs for f in run("config", ConfigContext(spec))]
+    return found + run("model", ModelContext(model, vocabulary, vectors))
 
 
 def check_crash(error, specs, epoch=None, step=None, phase=None) -> list:
     """Findings that explain an error raised instead of a loss, at the
     batch that raised it."""
-    return run("crash", error, specs, epoch=epoch, step=step, phase=phase)
+    return run("crash", CrashContext(error, specs, epoch, step, phase))
 
 
-def check_epoch(layer_name, row, threshold, epoch) -> list:
+def check_epoch(layer_name, drift, threshold, epoch) -> list:
     """Findings about trained weights after an epoch."""
-    return run("epoch", layer_name, row, threshold, epoch)
+    return run("epoch", EpochContext(layer_name, drift, threshold, epoch))
 
 
 __all__ = [

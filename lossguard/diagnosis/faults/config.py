@@ -41,11 +41,11 @@ OPTIMIZER_EPSILON_UNDERFLOW = fault(
 
 
 @SINGLE_UNIT_CATEGORICAL.check("config")
-def single_unit_categorical(spec):
-    if not (spec.one_hot_labels and spec.units == 1):
+def single_unit_categorical(ctx):
+    if not (ctx.spec.one_hot_labels and ctx.spec.units == 1):
         return None
     return SINGLE_UNIT_CATEGORICAL.finding(
-        f"'{spec.loss_name}' on output '{spec.name}', which has 1 unit.",
+        f"'{ctx.spec.loss_name}' on output '{ctx.spec.name}', which has 1 unit.",
         "Categorical cross-entropy makes each prediction row a distribution: "
         "it divides the row by its sum (or, on TensorFlow, takes the softmax "
         "of the logits behind a Keras sigmoid or softmax output). A row of one "
@@ -53,17 +53,21 @@ def single_unit_categorical(spec):
         "the model does and nothing is learned.",
         "For two classes use Dense(1, activation='sigmoid') with "
         "binary_crossentropy; for K classes use Dense(K, activation='softmax').",
-        {"output": spec.name, "units": 1, "loss": spec.loss_name},
+        {"output": ctx.spec.name, "units": 1, "loss": ctx.spec.loss_name},
     )
 
 
 @INVALID_LABEL_SMOOTHING.check("config")
-def invalid_label_smoothing(spec):
-    ls = spec.label_smoothing
+def invalid_label_smoothing(ctx):
+    ls = ctx.spec.label_smoothing
     if 0.0 <= ls <= 1.0:
         return None
     # Binary losses smooth towards 1/2 (K = 2 for their one unit).
-    k = 2 if spec.binary_targets or not spec.units or spec.units < 2 else spec.units
+    k = (
+        2
+        if ctx.spec.binary_targets or not ctx.spec.units or ctx.spec.units < 2
+        else ctx.spec.units
+    )
     true, other = 1 - ls + ls / k, ls / k
     if min(true, other) < 0:
         effect = (
@@ -77,13 +81,13 @@ def invalid_label_smoothing(spec):
             "them."
         )
     return INVALID_LABEL_SMOOTHING.finding(
-        f"label_smoothing={ls:g} on output '{spec.name}' is outside [0, 1].",
+        f"label_smoothing={ls:g} on output '{ctx.spec.name}' is outside [0, 1].",
         f"Keras applies y * (1 - ls) + ls / K with no range check: with ls = "
         f"{ls:g} and K = {k} the true class's target is {true:.4g} and every "
         f"other class's is {other:.4g}, {effect}",
         "Use a label_smoothing in [0, 1), typically 0.1.",
         {
-            "output": spec.name,
+            "output": ctx.spec.name,
             "label_smoothing": ls,
             "true_target": true,
             "other_target": other,
@@ -117,22 +121,23 @@ def _single_unit_softmax_effect(spec) -> str:
 
 
 @SINGLE_UNIT_SOFTMAX.check("config")
-def single_unit_softmax(spec):
-    if not (spec.activation == "softmax" and spec.units == 1):
+def single_unit_softmax(ctx):
+    if not (ctx.spec.activation == "softmax" and ctx.spec.units == 1):
         return None
     return SINGLE_UNIT_SOFTMAX.finding(
-        f"Output '{spec.name}' is a softmax over 1 unit, under '{spec.loss_name}'.",
+        f"Output '{ctx.spec.name}' is a softmax over 1 unit, under "
+        f"'{ctx.spec.loss_name}'.",
         "softmax(z) = exp(z) / sum(exp(z)); over one unit that is exp(z) / exp(z) "
         "= 1 for every input, so the model's output is the constant 1 and its "
-        f"accuracy cannot change. {_single_unit_softmax_effect(spec)}",
+        f"accuracy cannot change. {_single_unit_softmax_effect(ctx.spec)}",
         "For two classes use Dense(1, activation='sigmoid') with "
         "binary_crossentropy; for K classes use Dense(K, activation='softmax') "
         "with (sparse_)categorical_crossentropy.",
         {
-            "output": spec.name,
+            "output": ctx.spec.name,
             "units": 1,
             "activation": "softmax",
-            "loss": spec.loss_name,
+            "loss": ctx.spec.loss_name,
         },
     )
 
@@ -144,15 +149,15 @@ def _optimizer(model):
 
 
 @OPTIMIZER_EPSILON_UNDERFLOW.check("model")
-def optimizer_epsilon_underflow(model, vocabulary=None, vectors=None):
-    optimizer = _optimizer(model)
+def optimizer_epsilon_underflow(ctx):
+    optimizer = _optimizer(ctx.model)
     epsilon = getattr(optimizer, "epsilon", None)
     if not isinstance(epsilon, float | int) or epsilon <= 0:
         return None
     dtypes = sorted(
         {
             keras.backend.standardize_dtype(v.dtype)
-            for v in getattr(model, "trainable_variables", [])
+            for v in getattr(ctx.model, "trainable_variables", [])
         }
     )
     vanished = [d for d in dtypes if "float" in d and np.asarray(epsilon, d) == 0]

@@ -268,7 +268,7 @@ def _alignment(rows, table, ids, positions, words, layer, extra):
 
 @EMBEDDING_OOV_ROWS.check("model")
 @EMBEDDING_MISALIGNED.check("model")
-def check_model_embeddings(model, vocabulary=None, vectors=None) -> list:
+def check_model_embeddings(ctx) -> list:
     """Findings for the model's embedding layers.
 
     Layers built with `glove_embedding` are checked against what they were
@@ -276,15 +276,15 @@ def check_model_embeddings(model, vocabulary=None, vectors=None) -> list:
     width is checked against them; other frozen layers for all-zero rows.
     """
     found = []
-    for layer in embedding_layers(model):
+    for layer in embedding_layers(ctx.model):
         if not layer.built:
             continue
-        given = vectors is not None and vocabulary is not None
-        if given and layer.output_dim != vectors.dim:
+        given = ctx.vectors is not None and ctx.vocabulary is not None
+        if given and layer.output_dim != ctx.vectors.dim:
             continue
         try:
             found += check_embedding(
-                layer, vocabulary if given else None, vectors if given else None
+                layer, ctx.vocabulary if given else None, ctx.vectors if given else None
             )
         except ValueError as error:
             if given:
@@ -311,15 +311,15 @@ def drift(rows, original, moved) -> dict | None:
 
 
 @EMBEDDING_DRIFT.check("epoch")
-def embedding_drift(layer_name, row, threshold, epoch):
+def embedding_drift(ctx):
     """EMBEDDING_DRIFT when the mean cosine of `drift` fell below `threshold`."""
-    if row["mean_cosine"] >= threshold:
+    if ctx.drift["mean_cosine"] >= ctx.threshold:
         return None
     return EMBEDDING_DRIFT.finding(
-        f"After epoch {epoch} the fine-tuned rows of '{layer_name}' have a mean "
-        f"cosine of {row['mean_cosine']:.3f} to their pre-trained values (min "
-        f"{row['min_cosine']:.3f}); {row['moved_share']:.1%} of {row['rows']} rows "
-        "moved.",
+        f"After epoch {ctx.epoch} the fine-tuned rows of '{ctx.layer_name}' have "
+        f"a mean cosine of {ctx.drift['mean_cosine']:.3f} to their pre-trained "
+        f"values (min {ctx.drift['min_cosine']:.3f}); "
+        f"{ctx.drift['moved_share']:.1%} of {ctx.drift['rows']} rows moved.",
         "Fine-tuning moves only the rows of words in the training data, and a "
         "small data set can pull them far from the geometry the vectors learned "
         "on billions of tokens: the model then over-fits and words it saw rarely "
@@ -327,9 +327,9 @@ def embedding_drift(layer_name, row, threshold, epoch):
         "Train with the embedding frozen first, then fine-tune with a lower "
         "learning rate (or fewer epochs); or keep it frozen.",
         {
-            "layer": layer_name,
-            "threshold": threshold,
-            **{k: row[k] for k in ("mean_cosine", "min_cosine", "moved_share")},
+            "layer": ctx.layer_name,
+            "threshold": ctx.threshold,
+            **{k: ctx.drift[k] for k in ("mean_cosine", "min_cosine", "moved_share")},
         },
-        epoch=epoch,
+        epoch=ctx.epoch,
     )

@@ -61,17 +61,19 @@ def _position(s) -> dict:
 
 @NEGATIVE_LABELS.check(
     "output",
-    when=lambda s, g, spec: spec.label_rows_are_distributions and s["label_min"] < 0,
+    when=lambda ctx: (
+        ctx.spec.label_rows_are_distributions and ctx.stats["label_min"] < 0
+    ),
 )
-def negative_labels(s, g, spec, single):
-    ymin, ceiling = s["label_min"], clip_ceiling()
-    pos = _position(s)
+def negative_labels(ctx):
+    ymin, ceiling = ctx.stats["label_min"], clip_ceiling()
+    pos = _position(ctx.stats)
     return NEGATIVE_LABELS.finding(
-        f"Labels{of_output(spec, single)} go down to {num(ymin)}: "
-        f"{pct(s['label_neg_share'])} of label entries and "
-        f"{pct(s['label_neg_row_share'])} of label rows are negative (first at "
+        f"Labels{of_output(ctx.spec, ctx.single)} go down to {num(ymin)}: "
+        f"{pct(ctx.stats['label_neg_share'])} of label entries and "
+        f"{pct(ctx.stats['label_neg_row_share'])} of label rows are negative (first at "
         f"sample {pos['first_sample']}, position {pos['first_position']}); the "
-        f"batch loss is {num(g['loss'])}.",
+        f"batch loss is {num(ctx.batch['loss'])}.",
         "Cross-entropy is -sum(y * log p), and -log p >= 0, so every term with "
         f"y >= 0 is >= 0. A label y = {num(ymin)} flips the sign: its term "
         "y * (-log p) is smallest when the model predicts p -> 0 for that class. "
@@ -89,24 +91,28 @@ def negative_labels(s, g, spec, single):
         "similarity or MSE instead; mask padding (mask_zero=True, ignore_class) "
         "instead of encoding it as -1.",
         {
-            "output": spec.name,
+            "output": ctx.spec.name,
             "label_min": ymin,
-            "negative_entry_share": s["label_neg_share"],
-            "negative_row_share": s["label_neg_row_share"],
+            "negative_entry_share": ctx.stats["label_neg_share"],
+            "negative_row_share": ctx.stats["label_neg_row_share"],
             **pos,
-            "batch_loss": g["loss"],
+            "batch_loss": ctx.batch["loss"],
         },
     )
 
 
 @LABEL_SUM_NOT_ONE.check(
     "output",
-    when=lambda s, g, spec: spec.one_hot_labels and s["label_sum_off_share"] > 0,
+    when=lambda ctx: ctx.spec.one_hot_labels and ctx.stats["label_sum_off_share"] > 0,
 )
-def label_sum_not_one(s, g, spec, single):
-    lo, hi, mean = s["label_sum_min"], s["label_sum_max"], s["label_sum_mean"]
+def label_sum_not_one(ctx):
+    lo, hi, mean = (
+        ctx.stats["label_sum_min"],
+        ctx.stats["label_sum_max"],
+        ctx.stats["label_sum_mean"],
+    )
     worst = lo if abs(lo - 1) > abs(hi - 1) else hi
-    k = spec.units or 0
+    k = ctx.spec.units or 0
     uniform = (
         f" (a uniform p over {k} classes costs {num(worst)} * log {k} = "
         f"{num(worst * math.log(k))} on such a row instead of {num(math.log(k))})"
@@ -114,8 +120,9 @@ def label_sum_not_one(s, g, spec, single):
         else ""
     )
     return LABEL_SUM_NOT_ONE.finding(
-        f"Label rows{of_output(spec, single)} sum to between {num(lo)} and {num(hi)} "
-        f"(mean {num(mean)}); {pct(s['label_sum_off_share'])} of rows are off "
+        f"Label rows{of_output(ctx.spec, ctx.single)} sum to between {num(lo)} "
+        f"and {num(hi)} "
+        f"(mean {num(mean)}); {pct(ctx.stats['label_sum_off_share'])} of rows are off "
         f"1 by more than {SUM_TOLERANCE:g}.",
         "Categorical cross-entropy -sum(y * log p) is a cross-entropy only when "
         "each label row is a distribution. The loss scales with the row sum s"
@@ -124,23 +131,23 @@ def label_sum_not_one(s, g, spec, single):
         "Normalise each label row to sum to 1; for multi-label targets use "
         "sigmoid outputs with binary cross-entropy.",
         {
-            "output": spec.name,
+            "output": ctx.spec.name,
             "label_sum_min": lo,
             "label_sum_max": hi,
             "label_sum_mean": mean,
-            "off_row_share": s["label_sum_off_share"],
+            "off_row_share": ctx.stats["label_sum_off_share"],
         },
     )
 
 
 @EMPTY_LABEL_ROWS.check(
     "output",
-    when=lambda s, g, spec: spec.one_hot_labels and s["label_empty_share"] > 0,
+    when=lambda ctx: ctx.spec.one_hot_labels and ctx.stats["label_empty_share"] > 0,
 )
-def empty_label_rows(s, g, spec, single):
-    share = s["label_empty_share"]
+def empty_label_rows(ctx):
+    share = ctx.stats["label_empty_share"]
     return EMPTY_LABEL_ROWS.finding(
-        f"{pct(share)} of the unmasked label rows{of_output(spec, single)} are "
+        f"{pct(share)} of the unmasked label rows{of_output(ctx.spec, ctx.single)} are "
         "all zero.",
         "An all-zero row adds -sum(0 * log p) = 0 to the loss but still counts in "
         f"the mean, so the reported loss is {pct(share)} lower than the mean over "
@@ -149,21 +156,23 @@ def empty_label_rows(s, g, spec, single):
         "Mask those positions: Embedding(mask_zero=True) on the decoder input, "
         "sparse labels with ignore_class=pad_id, or sample weights of 0.",
         {
-            "output": spec.name,
+            "output": ctx.spec.name,
             "empty_row_share": share,
-            "active_rows": s["active_rows"],
+            "active_rows": ctx.stats["active_rows"],
         },
     )
 
 
 @LABELS_OUT_OF_RANGE.check(
     "output",
-    when=lambda s, g, spec: spec.ranged_labels and s["label_out_of_range_share"] > 0,
+    when=lambda ctx: (
+        ctx.spec.ranged_labels and ctx.stats["label_out_of_range_share"] > 0
+    ),
 )
-def labels_out_of_range(s, g, spec, single):
-    share = s["label_out_of_range_share"]
-    lo, hi = s["label_min"], s["label_max"]
-    if spec.binary_targets:
+def labels_out_of_range(ctx):
+    share = ctx.stats["label_out_of_range_share"]
+    lo, hi = ctx.stats["label_min"], ctx.stats["label_max"]
+    if ctx.spec.binary_targets:
         why = (
             "Binary cross-entropy is -(y log p + (1 - y) log(1 - p)). For y > 1 "
             "the factor (1 - y) is negative and for y < 0 the factor y is, so the "
@@ -176,15 +185,15 @@ def labels_out_of_range(s, g, spec, single):
         )
         valid = "[0, 1]"
     else:
-        why, fix = _sparse_ids(spec.units)
-        valid = f"[0, {spec.units})"
+        why, fix = _sparse_ids(ctx.spec.units)
+        valid = f"[0, {ctx.spec.units})"
     return LABELS_OUT_OF_RANGE.finding(
-        f"Labels{of_output(spec, single)} range over [{num(lo)}, {num(hi)}]; "
+        f"Labels{of_output(ctx.spec, ctx.single)} range over [{num(lo)}, {num(hi)}]; "
         f"{pct(share)} are outside {valid}.",
         why,
         fix,
         {
-            "output": spec.name,
+            "output": ctx.spec.name,
             "label_min": lo,
             "label_max": hi,
             "out_of_range_share": share,
@@ -194,18 +203,18 @@ def labels_out_of_range(s, g, spec, single):
 
 
 @LABELS_OUT_OF_RANGE.check("crash")
-def label_range_crash(error, specs, epoch=None, step=None, phase=None):
+def label_range_crash(ctx):
     """A sparse label outside [0, K) aborts the step: explain it from the
     error's own text (`label_out_of_range`), whatever loss called the op."""
-    refused = label_out_of_range(error)
+    refused = label_out_of_range(ctx.error)
     if refused is None:
         return None
     k = refused.classes
-    widths = [s for s in specs if s.units is not None and s.units > 1]
+    widths = [s for s in ctx.specs if s.units is not None and s.units > 1]
     # The output whose width is the K the error names; else the only one.
     spec = next((s for s in widths if s.units == k), None)
-    if spec is None and len(specs) == 1:
-        spec = specs[0]
+    if spec is None and len(ctx.specs) == 1:
+        spec = ctx.specs[0]
     if k is None and spec is not None and spec.units:
         k = spec.units
     valid = f"[0, {k})" if k else "[0, K)"
@@ -214,7 +223,7 @@ def label_range_crash(error, specs, epoch=None, step=None, phase=None):
         keras.backend.backend(), keras.backend.backend()
     )
     name = spec.name if spec is not None else None
-    of = f" of output '{name}'" if name and len(specs) > 1 else ""
+    of = f" of output '{name}'" if name and len(ctx.specs) > 1 else ""
     return LABELS_OUT_OF_RANGE.finding(
         f"A sparse label{of} is {refused.value}, outside {valid}; {backend} "
         f"stopped the step in {refused.op}: {refused.detail}",
@@ -227,7 +236,7 @@ def label_range_crash(error, specs, epoch=None, step=None, phase=None):
             "op": refused.op,
             "error": refused.detail,
         },
-        epoch=epoch,
-        step=step,
-        phase=phase,
+        epoch=ctx.epoch,
+        step=ctx.step,
+        phase=ctx.phase,
     )

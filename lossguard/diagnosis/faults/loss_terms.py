@@ -51,26 +51,28 @@ NEGATIVE_LOSS = fault(
 NEGATIVE_BELOW = -1e-6
 
 
-@NONFINITE_LOSS.check("batch", when=lambda g, outs, specs: ~np.isfinite(g["loss"]))
-def nonfinite_loss(g, outs, specs):
-    sources = [("inputs", g.get("x_nonfinite", 0))]
-    for spec, s in zip(specs, outs, strict=True):
+@NONFINITE_LOSS.check("batch", when=lambda ctx: ~np.isfinite(ctx.batch["loss"]))
+def nonfinite_loss(ctx):
+    sources = [("inputs", ctx.batch.get("x_nonfinite", 0))]
+    for spec, s in zip(ctx.specs, ctx.outputs, strict=True):
         sources += [
             (f"labels ({spec.name})", s["y_nonfinite"]),
             (f"sample weights ({spec.name})", s["weight_nonfinite"]),
             (f"predictions ({spec.name})", s["pred_nonfinite"]),
         ]
-    sources.append(("an extra loss term (model.losses)", g.get("aux_nonfinite", 0)))
+    sources.append(
+        ("an extra loss term (model.losses)", ctx.batch.get("aux_nonfinite", 0))
+    )
     first = next((name for name, flag in sources if measured(flag) and flag), None)
     unmeasured = [
         f"predictions ({spec.name})"
-        for spec, s in zip(specs, outs, strict=True)
+        for spec, s in zip(ctx.specs, ctx.outputs, strict=True)
         if not measured(s["pred_nonfinite"])
     ]
     # A skipped prediction pass (a Keras softmax: the loss reads its logits)
     # leaves the model itself as the only source left once the rest is finite.
     source = first or (unmeasured[0] if unmeasured else None)
-    source = source or _diverged(specs, outs)
+    source = source or _diverged(ctx.specs, ctx.outputs)
     source = source or "overflow in the loss computation itself"
     kind = source.split()[0]
     why = {
@@ -89,10 +91,11 @@ def nonfinite_loss(g, outs, specs):
         "loss's own arithmetic overflowed (e.g. log of 0 in a hand-written loss).",
     }[kind]
     return NONFINITE_LOSS.finding(
-        f"The batch loss is {g['loss']}; the first non-finite source is {source}.",
+        f"The batch loss is {ctx.batch['loss']}; the first non-finite source is "
+        f"{source}.",
         f"A single NaN or Inf anywhere in the sum makes the loss non-finite: {why}",
         _NONFINITE_FIX[kind],
-        {"loss": g["loss"], "source": source},
+        {"loss": ctx.batch["loss"], "source": source},
     )
 
 
@@ -120,11 +123,13 @@ _NONFINITE_FIX = {
 }
 
 
-@NEGATIVE_AUX_LOSS.check("batch", when=lambda g, outs, specs: g["aux_loss"] < 0)
-def negative_aux_loss(g, outs, specs):
-    aux, data = g["aux_loss"], g["data_loss"]
+@NEGATIVE_AUX_LOSS.check("batch", when=lambda ctx: ctx.batch["aux_loss"] < 0)
+def negative_aux_loss(ctx):
+    aux, data = ctx.batch["aux_loss"], ctx.batch["data_loss"]
     n = len(AUX_TERM.name)
-    terms = {k[n:]: v for k, v in g.items() if k.startswith(AUX_TERM.name) and v != 0}
+    terms = {
+        k[n:]: v for k, v in ctx.batch.items() if k.startswith(AUX_TERM.name) and v != 0
+    }
     listed = ", ".join(f"{name} = {num(v)}" for name, v in terms.items())
     return NEGATIVE_AUX_LOSS.finding(
         f"The extra loss terms (model.losses) sum to {num(aux)} while the data "
@@ -132,19 +137,20 @@ def negative_aux_loss(g, outs, specs):
         "Keras' total loss is the compiled loss plus sum(model.losses) "
         "(add_loss terms, activity and weight regularisers). A negative term, "
         "such as an entropy bonus or a sign-flipped KL, pulls the total below "
-        f"zero: {num(data)} + ({num(aux)}) = {num(g['loss'])}, and the "
+        f"zero: {num(data)} + ({num(aux)}) = {num(ctx.batch['loss'])}, and the "
         "optimiser can keep lowering it without bound.",
         "Fix the sign of the term or bound it (e.g. add_loss(weight * "
         "ops.maximum(term, 0))); a KL divergence must be added, not subtracted.",
-        {"aux_loss": aux, "data_loss": data, "terms": terms, "loss": g["loss"]},
+        {"aux_loss": aux, "data_loss": data, "terms": terms, "loss": ctx.batch["loss"]},
     )
 
 
-@NEGATIVE_WEIGHTS.check("output", when=lambda s, g, spec: s["weight_min"] < 0)
-def negative_weights(s, g, spec, single):
+@NEGATIVE_WEIGHTS.check("output", when=lambda ctx: ctx.stats["weight_min"] < 0)
+def negative_weights(ctx):
     return NEGATIVE_WEIGHTS.finding(
-        f"Sample weights{of_output(spec, single)} go down to {num(s['weight_min'])}; "
-        f"{pct(s['weight_neg_share'])} of them are negative.",
+        f"Sample weights{of_output(ctx.spec, ctx.single)} go down to "
+        f"{num(ctx.stats['weight_min'])}; "
+        f"{pct(ctx.stats['weight_neg_share'])} of them are negative.",
         "Keras multiplies each token's loss (>= 0) by its sample weight (class "
         "weights become sample weights) without a sign check, so a negative "
         "weight turns that token's loss negative and the optimiser maximises "
@@ -152,33 +158,38 @@ def negative_weights(s, g, spec, single):
         "Fix the sign of the weights (or class_weight); validate them, e.g. "
         "assert (w >= 0).all().",
         {
-            "output": spec.name,
+            "output": ctx.spec.name,
             "weight": "sample_weight/class_weight",
-            "weight_min": s["weight_min"],
-            "negative_share": s["weight_neg_share"],
+            "weight_min": ctx.stats["weight_min"],
+            "negative_share": ctx.stats["weight_neg_share"],
         },
     )
 
 
 @NEGATIVE_WEIGHTS.check("config")
-def negative_loss_weight(spec):
-    if spec.loss_weight >= 0:
+def negative_loss_weight(ctx):
+    if ctx.spec.loss_weight >= 0:
         return None
     return NEGATIVE_WEIGHTS.finding(
-        f"loss_weights gives output '{spec.name}' the weight {spec.loss_weight:g}.",
+        f"loss_weights gives output '{ctx.spec.name}' the weight "
+        f"{ctx.spec.loss_weight:g}.",
         "Keras' total is sum(loss_weight * output_loss); a negative weight "
         "turns a non-negative loss negative and the optimiser maximises "
         "that output's error.",
         "Use non-negative loss_weights.",
-        {"output": spec.name, "weight": "loss_weights", "weight_min": spec.loss_weight},
+        {
+            "output": ctx.spec.name,
+            "weight": "loss_weights",
+            "weight_min": ctx.spec.loss_weight,
+        },
     )
 
 
 @LOSS_UNBOUNDED_BELOW.check("config")
-def unbounded_loss(spec):
-    if spec.floor != "below":
+def unbounded_loss(ctx):
+    if ctx.spec.floor != "below":
         return None
-    known = UNBOUNDED_RANGES.get(name_key(spec.loss_name))
+    known = UNBOUNDED_RANGES.get(name_key(ctx.spec.loss_name))
     if known is not None:
         seen = f"its range is {known}"
         why = (
@@ -188,7 +199,7 @@ def unbounded_loss(spec):
             "bug."
         )
     else:
-        seen = f"probed on valid labels and predictions it gives {spec.floor_how}"
+        seen = f"probed on valid labels and predictions it gives {ctx.spec.floor_how}"
         why = (
             "Called on labels in [0, 1] and predictions the output can produce, "
             "the loss itself goes below zero: it is not a cross-entropy over "
@@ -198,15 +209,16 @@ def unbounded_loss(spec):
             "is expected, not a bug."
         )
     return LOSS_UNBOUNDED_BELOW.finding(
-        f"'{spec.loss_name}' on output '{spec.name}' is negative by design; {seen}.",
+        f"'{ctx.spec.loss_name}' on output '{ctx.spec.name}' is negative by "
+        f"design; {seen}.",
         why,
         "Nothing to fix; track its improvement (lower is better), or use a form "
         "with a floor at 0 (1 - cosine similarity, 1 - Dice) if you want one.",
         {
-            "output": spec.name,
-            "loss": spec.loss_name,
+            "output": ctx.spec.name,
+            "loss": ctx.spec.loss_name,
             "range": known or "below zero",
-            "probe": spec.floor_how,
+            "probe": ctx.spec.floor_how,
         },
     )
 
@@ -235,41 +247,42 @@ def _negative_values(g, specs):
     return values
 
 
-def _unexplained_negative(g, outs, specs, found):
-    negative = np.zeros(np.shape(g["loss"]), bool)
-    for value in _negative_values(g, specs).values():
+def _unexplained_negative(ctx):
+    negative = np.zeros(np.shape(ctx.batch["loss"]), bool)
+    for value in _negative_values(ctx.batch, ctx.specs).values():
         negative = negative | (np.asarray(value) < NEGATIVE_BELOW)
-    for code in explainers(NEGATIVE_LOSS.code) & set(found):
-        negative = negative & ~found[code]
+    for code in explainers(NEGATIVE_LOSS.code) & set(ctx.found):
+        negative = negative & ~ctx.found[code]
     return negative
 
 
 @NEGATIVE_LOSS.check("unexplained", when=_unexplained_negative)
-def negative_loss(g, outs, specs):
+def negative_loss(ctx):
     negative = {
         what: value
-        for what, value in _negative_values(g, specs).items()
+        for what, value in _negative_values(ctx.batch, ctx.specs).items()
         if measured(value) and value < NEGATIVE_BELOW
     }
     what, value = next(iter(negative.items()))
     how = "; ".join(
         f"'{spec.loss_name}' {spec.identified or 'is a Keras or lossguard loss'}"
-        for spec in specs
+        for spec in ctx.specs
     )
-    unknown = [spec for spec in specs if spec.floor == "unknown"]
+    unknown = [spec for spec in ctx.specs if spec.floor == "unknown"]
     if unknown:
-        return _negative_of_unknown_floor(g, unknown, what, value, how)
+        return _negative_of_unknown_floor(ctx.batch, unknown, what, value, how)
     per_output = {
         spec.name: {
             key: s[key]
             for key in ("label_min", "label_max", "pred_min", "pred_max", "weight_min")
             if measured(s[key])
         }
-        for spec, s in zip(specs, outs, strict=True)
+        for spec, s in zip(ctx.specs, ctx.outputs, strict=True)
     }
     return NEGATIVE_LOSS.finding(
         f"{what[0].upper()}{what[1:]} is {num(value)} (data loss "
-        f"{num(g['data_loss'])}, extra terms {num(g['aux_loss'])}), and no "
+        f"{num(ctx.batch['data_loss'])}, extra terms "
+        f"{num(ctx.batch['aux_loss'])}), and no "
         "label, weight, prediction or extra-term fault explains it.",
         "With labels that are distributions (or valid ids), non-negative "
         "weights, probabilities in (0, 1] and extra terms >= 0, every "
@@ -282,9 +295,9 @@ def negative_loss(g, outs, specs):
         "batch); if the loss is meant to be negative (a log-likelihood of "
         "densities, a similarity), that is expected: track its improvement.",
         {
-            "loss": g["loss"],
-            "data_loss": g["data_loss"],
-            "aux_loss": g["aux_loss"],
+            "loss": ctx.batch["loss"],
+            "data_loss": ctx.batch["data_loss"],
+            "aux_loss": ctx.batch["aux_loss"],
             "negative": negative,
             "identified": how,
             "statistics": per_output,

@@ -41,14 +41,14 @@ LOW_PRECISION_SATURATION = fault(
 )
 
 
-def _not_probabilities(s, g, spec):
-    if not spec.expects_probabilities:
+def _not_probabilities(ctx):
+    if not ctx.spec.expects_probabilities:
         return False
-    tol = sum_tolerance(spec.dtype)
-    out_of_range = (s["pred_min"] < 0) | (s["pred_max"] > 1 + tol)
-    if spec.binary_targets:
+    tol = sum_tolerance(ctx.spec.dtype)
+    out_of_range = (ctx.stats["pred_min"] < 0) | (ctx.stats["pred_max"] > 1 + tol)
+    if ctx.spec.binary_targets:
         return out_of_range
-    sums = s["pred_sum_min"], s["pred_sum_max"]
+    sums = ctx.stats["pred_sum_min"], ctx.stats["pred_sum_max"]
     return out_of_range | (np.abs(sums[0] - 1) > tol) | (np.abs(sums[1] - 1) > tol)
 
 
@@ -83,56 +83,62 @@ def _why_not_probabilities(spec, sums):
 
 
 @PREDICTIONS_NOT_PROBABILITIES.check("output", when=_not_probabilities)
-def predictions_not_probabilities(s, g, spec, single):
-    pmin, pmax = s["pred_min"], s["pred_max"]
-    smin, smax = s["pred_sum_min"], s["pred_sum_max"]
+def predictions_not_probabilities(ctx):
+    pmin, pmax = ctx.stats["pred_min"], ctx.stats["pred_max"]
+    smin, smax = ctx.stats["pred_sum_min"], ctx.stats["pred_sum_max"]
     sums = f", row sums in [{num(smin)}, {num(smax)}]" if measured(smin) else ""
-    why, fix = _why_not_probabilities(spec, sums)
+    why, fix = _why_not_probabilities(ctx.spec, sums)
     return PREDICTIONS_NOT_PROBABILITIES.finding(
-        f"The loss '{spec.loss_name}' expects probabilities (from_logits=False) "
-        f"but predictions{of_output(spec, single)} range over [{num(pmin)}, "
+        f"The loss '{ctx.spec.loss_name}' expects probabilities (from_logits=False) "
+        f"but predictions{of_output(ctx.spec, ctx.single)} range over [{num(pmin)}, "
         f"{num(pmax)}]{sums}; the output activation is "
-        f"'{spec.activation}'.",
+        f"'{ctx.spec.activation}'.",
         why,
         fix,
         {
-            "output": spec.name,
+            "output": ctx.spec.name,
             "pred_min": pmin,
             "pred_max": pmax,
             "pred_sum_min": smin,
             "pred_sum_max": smax,
-            "activation": spec.activation,
+            "activation": ctx.spec.activation,
         },
     )
 
 
-def _squashed_logits(s, g, spec):
-    if not (spec.from_logits and spec.cross_entropy):
+def _squashed_logits(ctx):
+    if not (ctx.spec.from_logits and ctx.spec.cross_entropy):
         return False
-    if spec.activation in ("softmax", "sigmoid"):
+    if ctx.spec.activation in ("softmax", "sigmoid"):
         return True
-    tol = sum_tolerance(spec.dtype)
+    tol = sum_tolerance(ctx.spec.dtype)
     looks = (
-        (s["pred_min"] >= 0)
-        & (s["pred_max"] <= 1)
-        & (np.abs(s["pred_sum_min"] - 1) <= tol)
-        & (np.abs(s["pred_sum_max"] - 1) <= tol)
+        (ctx.stats["pred_min"] >= 0)
+        & (ctx.stats["pred_max"] <= 1)
+        & (np.abs(ctx.stats["pred_sum_min"] - 1) <= tol)
+        & (np.abs(ctx.stats["pred_sum_max"] - 1) <= tol)
     )
-    return (s["pred_softmax"] == 1) | (False if spec.binary_targets else looks)
+    return (ctx.stats["pred_softmax"] == 1) | (
+        False if ctx.spec.binary_targets else looks
+    )
 
 
 @PROBABILITIES_AS_LOGITS.check("output", when=_squashed_logits)
-def probabilities_as_logits(s, g, spec, single):
-    k = spec.units or 2
+def probabilities_as_logits(ctx):
+    k = ctx.spec.units or 2
     floor = math.log(1 + (k - 1) / math.e)
-    activation = spec.activation or ("softmax" if s["pred_softmax"] == 1 else None)
+    activation = ctx.spec.activation or (
+        "softmax" if ctx.stats["pred_softmax"] == 1 else None
+    )
     seen = (
-        f"predictions range over [{num(s['pred_min'])}, {num(s['pred_max'])}]"
-        if measured(s["pred_min"])
+        f"predictions range over [{num(ctx.stats['pred_min'])}, "
+        f"{num(ctx.stats['pred_max'])}]"
+        if measured(ctx.stats["pred_min"])
         else "it is a Keras softmax tensor, each row a distribution"
     )
     return PROBABILITIES_AS_LOGITS.finding(
-        f"from_logits=True, but the output{of_output(spec, single)} already went "
+        f"from_logits=True, but the output{of_output(ctx.spec, ctx.single)} "
+        "already went "
         f"through '{activation}': {seen}.",
         "A second softmax over probabilities in [0, 1] can never become "
         f"confident: with p_y = 1 the loss is ln(1 + (K - 1)/e) = {num(floor)} "
@@ -143,34 +149,35 @@ def probabilities_as_logits(s, g, spec, single):
         "Drop the output activation (keep from_logits=True), or keep it and set "
         "from_logits=False.",
         {
-            "output": spec.name,
+            "output": ctx.spec.name,
             "activation": activation,
             "classes": k,
             "loss_floor": floor,
-            "pred_sum_min": s["pred_sum_min"],
-            "pred_sum_max": s["pred_sum_max"],
+            "pred_sum_min": ctx.stats["pred_sum_min"],
+            "pred_sum_max": ctx.stats["pred_sum_max"],
         },
     )
 
 
 @LOW_PRECISION_SATURATION.check(
     "output",
-    when=lambda s, g, spec: (
-        spec.dtype in ("float16", "bfloat16")
-        and s["pred_saturated_share"] > SATURATION_SHARE
+    when=lambda ctx: (
+        ctx.spec.dtype in ("float16", "bfloat16")
+        and ctx.stats["pred_saturated_share"] > SATURATION_SHARE
     ),
 )
-def low_precision_saturation(s, g, spec, single):
-    share = s["pred_saturated_share"]
+def low_precision_saturation(ctx):
+    share = ctx.stats["pred_saturated_share"]
     return LOW_PRECISION_SATURATION.finding(
-        f"The output{of_output(spec, single)} is {spec.dtype} and the true class's "
+        f"The output{of_output(ctx.spec, ctx.single)} is {ctx.spec.dtype} and "
+        "the true class's "
         f"probability is exactly 0 or 1 for {pct(share)} of tokens.",
-        f"{spec.dtype} cannot represent probabilities close to 0 or 1 (float16's "
+        f"{ctx.spec.dtype} cannot represent probabilities close to 0 or 1 (float16's "
         "smallest step below 1 is 4.9e-4, and values under about 3e-8 round to "
         "0), so "
         f"tokens lose exactly -log eps = {num(clip_ceiling())} or exactly 0 and "
         "their gradient is cut.",
         "Keep the output layer in float32: Dense(..., dtype='float32') or "
         "Activation('softmax', dtype='float32') under a mixed-precision policy.",
-        {"output": spec.name, "dtype": spec.dtype, "saturated_share": share},
+        {"output": ctx.spec.name, "dtype": ctx.spec.dtype, "saturated_share": share},
     )

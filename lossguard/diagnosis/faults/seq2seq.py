@@ -34,13 +34,13 @@ PADDING_NOT_MASKED = fault(
 
 
 @DECODER_TARGET_NOT_SHIFTED.check(
-    "output", when=lambda s, g, spec: s["decoder_copy_share"] > COPY_SHARE
+    "output", when=lambda ctx: ctx.stats["decoder_copy_share"] > COPY_SHARE
 )
-def decoder_target_not_shifted(s, g, spec, single):
-    share = s["decoder_copy_share"]
-    i = int(s["decoder_copy_input"])
+def decoder_target_not_shifted(ctx):
+    share = ctx.stats["decoder_copy_share"]
+    i = int(ctx.stats["decoder_copy_input"])
     return DECODER_TARGET_NOT_SHIFTED.finding(
-        f"Input {i} equals the target{of_output(spec, single)} at the same "
+        f"Input {i} equals the target{of_output(ctx.spec, ctx.single)} at the same "
         f"position for {pct(share)} of the non-padding positions.",
         "With teacher forcing the decoder must see the target up to step t-1 to "
         "predict step t. Fed the target at step t itself, it only has to copy its "
@@ -48,17 +48,18 @@ def decoder_target_not_shifted(s, g, spec, single):
         "generate anything.",
         "Feed [start] + target[:-1] as the decoder input "
         "(decoder_input[:, 1:] = target[:, :-1]).",
-        {"output": spec.name, "input": i, "copy_share": share},
+        {"output": ctx.spec.name, "input": i, "copy_share": share},
     )
 
 
 @PADDING_NOT_MASKED.check(
-    "output", when=lambda s, g, spec: s["pad_share"] > PADDING_SHARE
+    "output", when=lambda ctx: ctx.stats["pad_share"] > PADDING_SHARE
 )
-def padding_not_masked(s, g, spec, single):
-    share = s["pad_share"]
+def padding_not_masked(ctx):
+    share = ctx.stats["pad_share"]
     return PADDING_NOT_MASKED.finding(
-        f"{pct(share)} of the target positions{of_output(spec, single)} the loss "
+        f"{pct(share)} of the target positions{of_output(ctx.spec, ctx.single)} "
+        "the loss "
         f"counts are the padding id {PAD_ID}, and nothing masks them.",
         "The loss is averaged over every position it counts; padding is "
         "trivially easy to predict, so it dominates the mean: the loss and "
@@ -66,11 +67,11 @@ def padding_not_masked(s, g, spec, single):
         "Embedding(mask_zero=True) on the decoder input, ignore_class=0 in a "
         "sparse cross-entropy, or sample weights of 0 on padding.",
         {
-            "output": spec.name,
+            "output": ctx.spec.name,
             "pad_id": PAD_ID,
             "pad_share": share,
-            "mask": bool(s["masked"]),
-            "ignore_class": spec.ignore_class,
-            "sample_weight": bool(s["weighted"]),
+            "mask": bool(ctx.stats["masked"]),
+            "ignore_class": ctx.spec.ignore_class,
+            "sample_weight": bool(ctx.stats["weighted"]),
         },
     )
