@@ -12,6 +12,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from lossguard import backends
 from lossguard.callbacks import state
 from lossguard.callbacks.base import FindingsCallback
 from lossguard.callbacks.history import History
@@ -388,11 +389,11 @@ class LossSanityCallback(FindingsCallback):
         """Wrap compute_loss and the step functions; why it cannot, or None."""
         model = self._keras_model
         self._host = None
-        backend = keras.backend.backend()
-        if backend not in state.WATCHED:
+        backend = backends.current()
+        if not backend.watched:
             return (
                 f"lossguard watches the {', '.join(state.WATCHED)} backends' "
-                f"train steps, not {backend}'s"
+                f"train steps, not {backends.name()}'s"
             )
         try:
             self._host = state.attach(model, self._rows.variables)
@@ -436,7 +437,7 @@ class LossSanityCallback(FindingsCallback):
         # TensorFlow runs every hook on the loop's thread, right after its
         # step: with one step a call, a batch hook needs no lock and counts 1.
         self._in_step = (
-            backend == "tensorflow"
+            backend.hooks_follow_each_step
             and not self._between_steps
             and _steps_per_call(model) == 1
         )

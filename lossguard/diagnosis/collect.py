@@ -13,6 +13,7 @@ import logging
 import keras
 from keras import ops
 
+from lossguard import backends
 from lossguard.diagnosis.specs import OutputSpec, output_specs, per_output
 from lossguard.diagnosis.statistics import (
     AUX_TERM,
@@ -78,13 +79,8 @@ def _nonfinite_inputs(x):
 
 
 def replicas_in_sync() -> int:
-    """Replicas of the `tf.distribute` strategy the step runs under (else 1)."""
-    if keras.backend.backend() != "tensorflow":
-        return 1
-    import tensorflow as tf
-
-    context = tf.distribute.get_replica_context()
-    return int(context.num_replicas_in_sync) if context is not None else 1
+    """Replicas of the distributed step this runs in (1 outside one)."""
+    return backends.current().replicas_in_sync()
 
 
 def combine_replicas(rows, keys):
@@ -331,10 +327,7 @@ class BatchCollector:
         values = [f32(stats[k]) for k in self.keys]
         if replicas_in_sync() == 1:
             return ops.stack([*head, *values])  # one op for the whole row
-        import tensorflow as tf
-
-        context = tf.distribute.get_replica_context()
-        gathered = context.all_gather(ops.expand_dims(ops.stack(values), 0), axis=0)
+        gathered = backends.current().gather(ops.stack(values))
         packed = combine_replicas(gathered, self.keys)
         return ops.concatenate([ops.stack(head), packed]) if head else packed
 

@@ -8,6 +8,7 @@ import math
 
 import keras
 
+from lossguard import backends
 from lossguard.diagnosis.held import held_losses, overrides_compute_loss
 from lossguard.kinds import PROBABILISTIC, LossKind
 
@@ -282,15 +283,9 @@ def unseen_loss(model) -> str | None:
 
 
 def _eager():
-    """Run eagerly even while a TensorFlow step is being traced (probing
-    calls the loss on concrete tensors)."""
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        return tf.init_scope()
-    import contextlib
-
-    return contextlib.nullcontext()
+    """Run eagerly even while a step is being traced (probing calls the loss
+    on concrete tensors)."""
+    return backends.current().eager()
 
 
 def _loss_weights(model):

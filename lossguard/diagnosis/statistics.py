@@ -20,6 +20,7 @@ import dataclasses
 import keras
 from keras import ops
 
+from lossguard import backends
 from lossguard.diagnosis.specs import OutputSpec
 from lossguard.keras_compat import get_mask
 
@@ -553,7 +554,7 @@ def _dense_label_rows(out, y2, sums, active, n_act, label_min):
     def none():
         return ops.convert_to_tensor([0.0, 0.0, -1.0]), ops.zeros_like(sums, "bool")
 
-    if keras.backend.backend() == "torch":
+    if backends.current().branch_free_statistics:
         # Eager: a branch would cost a device sync, and it cannot be
         # vectorised over steps (torch.func.vmap); both give the same values.
         packed, row_neg = negatives()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from lossguard import backends
 from lossguard.diagnosis.registry import fault
 
 SINGLE_UNIT_CATEGORICAL = fault(
@@ -97,8 +98,8 @@ def invalid_label_smoothing(ctx):
 
 def _single_unit_softmax_effect(spec) -> str:
     """What a constant output 1 does to this loss, on this backend."""
-    tensorflow = keras.backend.backend() == "tensorflow"
-    if spec.binary_targets and tensorflow and not spec.from_logits:
+    reads_logits = backends.current().reads_keras_logits
+    if spec.binary_targets and reads_logits and not spec.from_logits:
         return (
             "Under binary cross-entropy Keras' TensorFlow backend reads the "
             "logit z behind its own softmax tensor and computes sigmoid "

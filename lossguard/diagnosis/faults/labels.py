@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import math
 
-import keras
-
+from lossguard import backends
 from lossguard.diagnosis.crashes import label_out_of_range
 from lossguard.diagnosis.faults.format import num, of_output, pct
 from lossguard.diagnosis.registry import fault
@@ -219,9 +218,7 @@ def label_range_crash(ctx):
         k = spec.units
     valid = f"[0, {k})" if k else "[0, K)"
     why, fix = _sparse_ids(k or "K")
-    backend = {"torch": "PyTorch", "tensorflow": "TensorFlow"}.get(
-        keras.backend.backend(), keras.backend.backend()
-    )
+    backend = backends.current().label
     name = spec.name if spec is not None else None
     of = f" of output '{name}'" if name and len(ctx.specs) > 1 else ""
     return LABELS_OUT_OF_RANGE.finding(

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import math
 
-import keras
 import numpy as np
 
+from lossguard import backends
 from lossguard.diagnosis.faults.format import measured, num, of_output, pct
 from lossguard.diagnosis.registry import fault
 from lossguard.diagnosis.specs import clip_ceiling
@@ -55,7 +55,7 @@ def _not_probabilities(ctx):
 def _why_not_probabilities(spec, sums):
     """The mechanism as the backend computes it, and the fix."""
     if (
-        keras.backend.backend() == "tensorflow"
+        backends.current().reads_keras_logits
         and spec.activation == "sigmoid"
         and spec.categorical
         and not spec.identified
