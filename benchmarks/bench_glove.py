@@ -40,7 +40,7 @@ import importlib.util, resource, sys, time
 import numpy as np
 import pandas as pd
 
-# lossguard/glove.py on its own (numpy + pandas), so that importing Keras for
+# the lossguard/glove package on its own (numpy + pandas), so that importing Keras for
 # the package does not sit in the peak memory being measured.
 spec = importlib.util.spec_from_file_location("glove", sys.argv[3])
 glove = sys.modules["glove"] = importlib.util.module_from_spec(spec)
@@ -81,7 +81,11 @@ print(seconds, first_lookup, peak - before, len(lookup.__self__))
 
 
 GLOVE_PY = os.path.join(
-    os.path.dirname(os.path.abspath(__file__)), "..", "lossguard", "glove.py"
+    os.path.dirname(os.path.abspath(__file__)),
+    "..",
+    "lossguard",
+    "glove",
+    "__init__.py",
 )
 
 

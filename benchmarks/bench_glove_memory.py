@@ -10,7 +10,7 @@ as a multiple of the final float32 matrix.
 
     python benchmarks/bench_glove_memory.py [--rows 1000000] [--dim 300]
         [--threads 1 2] [--path /tmp/lossguard-bench-1000000x300.txt]
-        [--glove another/glove.py] [--cache]
+        [--glove another/glove/__init__.py] [--cache]
 
 With `--cache`, it then loads the file with cache=<a temporary folder> twice:
 the first parse, which writes the binary copy, and the mapped reload.
@@ -32,7 +32,7 @@ import importlib.util, sys, time
 import numpy as np
 import pandas as pd
 
-# lossguard/glove.py on its own (numpy + pandas), so that Keras and the rest
+# the lossguard/glove package on its own (numpy + pandas), so that Keras and the rest
 # of the package do not sit in the memory being measured.
 spec = importlib.util.spec_from_file_location("glove", sys.argv[1])
 glove = sys.modules["glove"] = importlib.util.module_from_spec(spec)
@@ -56,7 +56,11 @@ print(seconds, peak - before, vectors.vectors.nbytes, len(vectors),
 """
 
 GLOVE_PY = os.path.join(
-    os.path.dirname(os.path.abspath(__file__)), "..", "lossguard", "glove.py"
+    os.path.dirname(os.path.abspath(__file__)),
+    "..",
+    "lossguard",
+    "glove",
+    "__init__.py",
 )
 #: Every this many lines, a word with spaces and a malformed line.
 SPACED_EVERY, MALFORMED_EVERY = 99_991, 249_989
@@ -96,7 +100,9 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--path")
     parser.add_argument(
-        "--glove", default=GLOVE_PY, help="another glove.py, to compare versions"
+        "--glove",
+        default=GLOVE_PY,
+        help="another lossguard/glove/__init__.py, to compare versions",
     )
     parser.add_argument("--cache", action="store_true", help="time the cache too")
     args = parser.parse_args(argv)

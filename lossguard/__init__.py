@@ -18,14 +18,8 @@ from lossguard.diagnosis import (
     Report,
 )
 from lossguard.diagnosis.diagnose import diagnose
-from lossguard.diagnosis.faults.embeddings import check_embedding
 
 logging.getLogger("lossguard").addHandler(logging.NullHandler())
-
-# `lossguard.glove` is a loader and builder that imports nothing above it;
-# its public face also offers the embedding check and the drift monitor.
-glove.check_embedding = check_embedding
-glove.EmbeddingDriftMonitor = EmbeddingDriftMonitor
 
 __all__ = [
     "Code",

@@ -145,14 +145,14 @@ def test_quirky_lines_stay_off_the_slow_path_and_keep_row_order(
     ]
     expected = np.delete(values, sorted(dropped), axis=0)
 
-    from lossguard import glove as module
+    from lossguard.glove import text as module
 
     # Small blocks, so that quirky lines fall at block starts and ends too.
     monkeypatch.setattr(module, "BLOCK_BYTES_PER_DIM", 200)
     one_by_one = []
-    parse_line = module._parse_line
+    parse_line = module.parse_line
     monkeypatch.setattr(
-        module, "_parse_line", lambda *a: one_by_one.append(a) or parse_line(*a)
+        module, "parse_line", lambda *a: one_by_one.append(a) or parse_line(*a)
     )
     caplog.set_level(logging.INFO, logger="lossguard")
     for threads in (1, 3):
@@ -173,11 +173,11 @@ def test_quirky_lines_stay_off_the_slow_path_and_keep_row_order(
 
 
 def test_trailing_spaces_and_crlf_parse_fast(tmp_path, monkeypatch):
-    from lossguard import glove as module
+    from lossguard.glove import text as module
 
     path = tmp_path / "vec.txt"
     path.write_bytes(b"2 3\r\nthe 1 2 3 \r\nof 4 5 6 \r\n")  # fastText-like
-    monkeypatch.setattr(module, "_parse_line", None)  # pandas only
+    monkeypatch.setattr(module, "parse_line", None)  # pandas only
     g = load_glove(path)
     assert list(g.index) == ["the", "of"] and g.skipped == 0
     np.testing.assert_array_equal(g.vectors, [[1, 2, 3], [4, 5, 6]])
@@ -192,12 +192,12 @@ def small_file(tmp_path):
 @pytest.fixture
 def parses(monkeypatch):
     """How many times a text file was parsed."""
-    from lossguard import glove as module
+    from lossguard.glove import text as module
 
     calls = []
-    read_text = module._read_text
+    read_text = module.read_text
     monkeypatch.setattr(
-        module, "_read_text", lambda *a, **k: calls.append(1) or read_text(*a, **k)
+        module, "read_text", lambda *a, **k: calls.append(1) or read_text(*a, **k)
     )
     return calls
 
