@@ -56,7 +56,7 @@ def bytes_per_row(rows):
     y = np.random.default_rng(1).integers(0, 3, 512)
     cb = lossguard.LossSanityCallback(action="record")
     model.fit(x, y, batch_size=2, epochs=1, verbose=0, callbacks=[cb])
-    store = cb._store
+    store = cb.store
     stats, meta = store.columns()
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]

@@ -37,12 +37,12 @@ from bench_overhead import Instance, Timer, build_classifier  # noqa: E402
 from keras import ops  # noqa: E402
 
 import lossguard  # noqa: E402
-from lossguard.callbacks import loss_sanity  # noqa: E402
+from lossguard.callbacks.instrument import Instrumenter  # noqa: E402
 
 
-def _zeros(self, *step, masks=None, extra_terms=None, head=()):
+def _zeros(self, x, y, y_pred, sample_weight, loss, head, masks=None, extra_terms=None):
     """The row lossguard writes, its statistics replaced by zeros."""
-    width = len(self._collector.keys)
+    width = len(self.collector.keys)
     return ops.concatenate([ops.stack(head), ops.zeros((width,), "float32")])
 
 
@@ -50,13 +50,13 @@ def _zeros(self, *step, masks=None, extra_terms=None, head=()):
 def tracing(statistics_too):
     """Inside: the callback traces its row with the statistics, or with
     zeros in their place (the row's write and step count only)."""
-    real = loss_sanity.LossSanityCallback._packed_row
+    real = Instrumenter._packed_row
     if not statistics_too:
-        loss_sanity.LossSanityCallback._packed_row = _zeros
+        Instrumenter._packed_row = _zeros
     try:
         yield
     finally:
-        loss_sanity.LossSanityCallback._packed_row = real
+        Instrumenter._packed_row = real
 
 
 def traced(x, y, statistics_too):
@@ -65,7 +65,7 @@ def traced(x, y, statistics_too):
         model = build_classifier(0)
         watch = lossguard.LossSanityCallback(action="record")
         model.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[watch])
-    return watch._graph["train"]
+    return watch.instrumenter.functions["train"]
 
 
 def in_fit(x, y, args):

@@ -22,10 +22,12 @@ import logging
 import os
 import tempfile
 
+from lossguard.callbacks.sinks import Sink
+
 logger = logging.getLogger("lossguard")
 
 
-class MlflowSink:
+class MlflowSink(Sink):
     """Writes findings, the report and the plot to one MLflow run."""
 
     def __init__(self):
@@ -33,7 +35,7 @@ class MlflowSink:
         self.owned = False  # a run lossguard started (and ends)
         self._client = None
 
-    def start(self) -> None:
+    def start(self, model=None) -> None:
         """Address the active run, or start one (on the thread fit runs on)."""
         import mlflow
 

@@ -51,11 +51,11 @@ def test_auto_reads_in_blocks_and_check_every_1_after_each_batch():
     model = fast_model()
     auto = lossguard.LossSanityCallback(action="record")
     model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[auto])
-    assert auto._every > 1  # a fast step: many steps per read
+    assert auto.ledger.every > 1  # a fast step: many steps per read
     assert len(auto.history) == 160 and auto.history.running_loss.notna().all()
     each = lossguard.LossSanityCallback(action="record", check_every=1)
     model.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[each])
-    assert each._every == 1 and len(each.history) == 80
+    assert each.ledger.every == 1 and len(each.history) == 80
 
 
 def test_a_second_fit_does_not_retrace():
@@ -63,18 +63,20 @@ def test_a_second_fit_does_not_retrace():
     model = fast_model()
     cb = lossguard.LossSanityCallback(action="record")
     model.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[cb])
-    traces = cb._traces
+    traces = cb.instrumenter.traces
     assert traces >= 1
     model.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[cb])
     model.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[cb])
-    assert cb._traces == traces  # the instrumented train function was reused
+    assert (
+        cb.instrumenter.traces == traces
+    )  # the instrumented train function was reused
     h = cb.history
     assert len(h) == 240 and h.global_step.tolist() == list(range(240))
     assert "compute_loss" not in vars(model)
     model.fit(x, y, batch_size=8, epochs=1, verbose=0)  # plain Keras still trains
     model.compile("adam", "categorical_crossentropy")  # Keras re-traces: so do we
     model.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[cb])
-    assert cb._traces > traces
+    assert cb.instrumenter.traces > traces
 
 
 def test_history_is_typed_columns_under_200_bytes_a_row():

@@ -124,18 +124,25 @@ def test_only_the_chief_writes():
 
 
 def test_a_non_chief_worker_writes_no_log(tmp_path):
-    import lossguard
     from lossguard.callbacks.history import History
+    from lossguard.callbacks.sinks import LogFile
+    from lossguard.callbacks.state import is_chief
 
     workers = {"worker": ["localhost:1", "localhost:2"]}
     for task, expect in ((1, False), (0, True)):
         path = tmp_path / f"task{task}.csv"
-        cb = lossguard.LossSanityCallback(action="record", log_path=path)
-        cb.set_model(_model(_Resolver(workers, "worker", task)))
-        cb._store = History(["loss"])
-        cb._store.append([[1.0]], 0, [0], "train", [1.0], [0])
-        cb._frame = lambda start=0, cb=cb: cb._store.frame(
-            ("epoch", "loss"), start=start
+        store = History(["loss"])
+        store.append([[1.0]], 0, [0], "train", [1.0], [0])
+        log = LogFile(
+            str(path),
+            100,
+            frame=lambda start, store=store: store.frame(
+                ("epoch", "loss"), start=start
+            ),
+            total=lambda store=store: store.total,
+            trim=store.trim,
+            is_chief=is_chief,
         )
-        cb._flush()
+        log.start(_model(_Resolver(workers, "worker", task)))
+        log.flush()
         assert path.exists() is expect
