@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 PHASES = ("train", "validation")
+#: The history's first columns (SPEC); the model-level statistics follow.
+LEADING = ("epoch", "step", "phase", "loss", "data_loss", "aux_loss", "running_loss")
 #: Rows allocated at once.
 CHUNK = 1024
 
@@ -139,3 +141,25 @@ class History:
         frame.attrs["partial"] = first > 0
         frame.attrs["rows_dropped"] = first
         return frame
+
+
+def model_frame(store, specs, single, model_columns, start=0):
+    """The callback's history from row `start` (an empty frame before any):
+    `store`'s frame with each output's dtype, `LEADING` columns first, then
+    the model-level statistics, `model_columns` (statistic -> how several
+    outputs combine: min or max), in their order."""
+    import pandas as pd
+
+    leading = (*LEADING, *model_columns)
+    if store is None:
+        return pd.DataFrame(columns=list(leading))
+    prefix = "" if single else "{}/"
+    dtypes = {prefix.format(s.name) + "pred_dtype": s.dtype for s in specs}
+    frame = store.frame(leading, dtypes, start=start)
+    if not single:
+        for key, how in model_columns.items():
+            values = frame[[f"{s.name}/{key}" for s in specs]]
+            frame[key] = values.min(axis=1) if how == "min" else values.max(axis=1)
+        lead = [c for c in leading if c in frame.columns]
+        frame = frame[lead + [c for c in frame.columns if c not in lead]]
+    return frame

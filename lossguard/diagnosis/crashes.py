@@ -8,6 +8,7 @@ that is not a fault of the data, as a note on the error.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 
 #: TensorFlow's SparseSoftmaxCrossEntropyWithLogits (whatever loss calls it).
@@ -96,3 +97,14 @@ def label_out_of_range(error) -> LabelOutOfRange | None:
             int(match.group(1)), None, "torch nll_loss", error_detail(error)
         )
     return None
+
+
+def annotate_weight_mask_crash(error) -> None:
+    """Where `weight_mask_crash` explains `error`: log it, and add it to the
+    error as a note (Python 3.11+), so the traceback says it too."""
+    weights = weight_mask_crash(error)
+    if weights is None:
+        return
+    logging.getLogger("lossguard").error("%s", weights)
+    if hasattr(error, "add_note"):
+        error.add_note(f"lossguard: {weights}")
