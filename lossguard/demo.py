@@ -61,13 +61,27 @@ def run(out_dir="lossguard-demo", epochs=4, echo=print):
     keras.utils.set_random_seed(0)
     os.makedirs(out_dir, exist_ok=True)
     vectors = bundled_glove()
-    vocab, enc, dec, tgt = make_task(vectors)
+    task = make_task(vectors)
+    vocab, enc = task[0], task[1]
     echo(
         f"lossguard {lossguard.__version__} demo: reverse {len(enc)} word sequences "
         f"over {len(vocab) - 2} real words, frozen GloVe 6B 50d embeddings.\n"
     )
+    watch = _broken_run(task, vectors, out_dir, epochs, echo)
+    healthy = _fixed_run(task, vectors, out_dir, epochs, echo)
+    written = _write_files(out_dir, watch.history, healthy.history, echo)
+    echo("wrote " + ", ".join(written))
+    echo(f"done in {time.perf_counter() - started:.0f} s")
+    return {"broken": watch, "fixed": healthy, "files": written}
 
-    # 1. the broken setup ---------------------------------------------------
+
+def _broken_run(task, vectors, out_dir, epochs, echo):
+    """1. The broken setup: GloVe vectors as softmax targets, padding -1."""
+    import keras
+
+    import lossguard
+
+    vocab, enc, dec, tgt = task
     echo(
         "1) BROKEN: the decoder predicts each target word's GloVe vector through "
         "a softmax,\n   categorical cross-entropy, padding encoded as a row of -1."
@@ -102,8 +116,16 @@ def run(out_dir="lossguard-demo", epochs=4, echo=print):
         f"{h.running_loss.iloc[-1]:.4f}.\n"
     )
     echo(str(watch.report))
+    return watch
 
-    # 2. the fixed setup ----------------------------------------------------
+
+def _fixed_run(task, vectors, out_dir, epochs, echo):
+    """2. The fixed setup: token ids, a stable sparse loss, padding masked."""
+    import keras
+
+    import lossguard
+
+    vocab, enc, dec, tgt = task
     echo(
         "\n2) FIXED: predict token ids (Dense(vocab, softmax)), "
         "StableSparseCategoricalCrossentropy(ignore_class=0), padding masked."
@@ -119,7 +141,7 @@ def run(out_dir="lossguard-demo", epochs=4, echo=print):
     fixed.fit(
         [enc, dec], tgt, batch_size=32, epochs=epochs, verbose=0, callbacks=[healthy]
     )
-    fh = fixed_history = healthy.history
+    fh = healthy.history
     per_epoch = fh.groupby("epoch").loss.mean()
     echo("   mean batch loss per epoch: " + ", ".join(f"{v:.3f}" for v in per_epoch))
     echo(
@@ -128,8 +150,11 @@ def run(out_dir="lossguard-demo", epochs=4, echo=print):
     )
     quiet = [f for f in healthy.findings if f.severity != "info"]
     echo(f"   findings: {len(quiet)} error/warning.\n")
+    return healthy
 
-    # 3. files --------------------------------------------------------------
+
+def _write_files(out_dir, broken_history, fixed_history, echo):
+    """3. The files: both histories, and the plot where matplotlib is."""
     written = [
         os.path.join(out_dir, n) for n in ("broken_history.csv", "fixed_history.csv")
     ]
@@ -137,13 +162,11 @@ def run(out_dir="lossguard-demo", epochs=4, echo=print):
         from lossguard.plot import plot_history
 
         png = plot_history(
-            {"broken": h, "fixed": fixed_history},
+            {"broken": broken_history, "fixed": fixed_history},
             os.path.join(out_dir, "loss.png"),
             title="GloVe seq2seq: broken targets vs fixed",
         )
         written.append(png)
     except ImportError as error:
         echo(f"   (no plot: {error})")
-    echo("wrote " + ", ".join(written))
-    echo(f"done in {time.perf_counter() - started:.0f} s")
-    return {"broken": watch, "fixed": healthy, "files": written}
+    return written

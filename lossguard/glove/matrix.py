@@ -74,12 +74,7 @@ def embedding_matrix(
         )
     ids = _id_map(vocabulary)
     matrix = np.zeros((max(ids.values()) + 1, vectors.dim), "float32")
-    rng = np.random.default_rng(seed)
-    fill = {
-        "zeros": lambda: np.zeros(vectors.dim, "float32"),
-        "random": lambda: rng.normal(0, vectors.vectors.std(), vectors.dim),
-        "mean": lambda: vectors.vectors.mean(axis=0),
-    }[oov]
+    fill = _oov_rows(oov, vectors, seed)
     missing = []
     real = {w: i for w, i in ids.items() if w not in RESERVED}
     for word, i in real.items():
@@ -100,6 +95,16 @@ def embedding_matrix(
         missing_counts={w: counts.get(w, 0) for w in missing} if counts else {},
     )
     return matrix, coverage
+
+
+def _oov_rows(oov, vectors, seed):
+    """A function giving the row of each word without a vector."""
+    rng = np.random.default_rng(seed)
+    return {
+        "zeros": lambda: np.zeros(vectors.dim, "float32"),
+        "random": lambda: rng.normal(0, vectors.vectors.std(), vectors.dim),
+        "mean": lambda: vectors.vectors.mean(axis=0),
+    }[oov]
 
 
 #: layer -> (vocabulary, GloveVectors, lowercase), recorded by glove_embedding().
