@@ -8,12 +8,8 @@ import keras
 import numpy as np
 
 from lossguard.callbacks.base import FindingsCallback
+from lossguard.diagnosis.embedding_math import drift, embedding_layers, embedding_rows
 from lossguard.diagnosis.faults import check_epoch
-from lossguard.diagnosis.faults.embeddings import (
-    drift,
-    embedding_layers,
-    embedding_rows,
-)
 
 logger = logging.getLogger("lossguard")
 
