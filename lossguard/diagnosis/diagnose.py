@@ -15,8 +15,8 @@ from lossguard.diagnosis.causes import link
 from lossguard.diagnosis.collect import BatchCollector, call_compute_loss
 from lossguard.diagnosis.crashes import error_detail, weight_mask_crash
 from lossguard.diagnosis.faults import check_batch, check_crash, check_start
-from lossguard.diagnosis.faults.embeddings import EMBEDDING_MISALIGNED
 from lossguard.diagnosis.findings import Finding, Report
+from lossguard.diagnosis.registry import CRASH_EXPLAINERS
 from lossguard.diagnosis.specs import unseen_loss
 
 logger = logging.getLogger("lossguard")
@@ -233,11 +233,12 @@ def _eager_row(model, collector, bx, by, bw, step, found, notes):
         weights = weight_mask_crash(error, in_loss=y_pred is not None)
         if weights is not None:
             raise ValueError(f"Batch {step}: {weights}") from error
-        misaligned = found.get(EMBEDDING_MISALIGNED.code)
-        if not crashes and misaligned is not None:
-            # The embedding check already explains why the lookup failed.
-            evidence = {**misaligned.evidence, "crash": error_detail(error)}
-            found[misaligned.code] = dataclasses.replace(misaligned, evidence=evidence)
+        explained = [found[c] for c in CRASH_EXPLAINERS if c in found]
+        if not crashes and explained:
+            # A finding already explains why the step failed.
+            cause = explained[0]
+            evidence = {**cause.evidence, "crash": error_detail(error)}
+            found[cause.code] = dataclasses.replace(cause, evidence=evidence)
             return _STOP
         if not crashes and _input_out_of_range(error):
             raise ValueError(

@@ -116,6 +116,13 @@ class Fault:
             )
         self.consequences[consequence.code] = reason
 
+    def explains_crashes(self, reason: str) -> None:
+        """Declare that a step that fails while this fault shows fails
+        because of it (`reason`: why, in words): `diagnose` then reports this
+        finding, with the crash in its evidence, instead of an unexplained
+        failure."""
+        CRASH_EXPLAINERS[self.code] = reason
+
     def finding(self, message, explanation, fix, evidence=None, severity=None, **where):
         """A `Finding` of this code, its severity taken from the registry
         (a check may pass a milder `severity` where it knows less)."""
@@ -132,6 +139,8 @@ class Fault:
 
 #: code -> Fault, in declaration order.
 FAULTS: dict[str, Fault] = {}
+#: code -> why a failing step follows from it (`Fault.explains_crashes`).
+CRASH_EXPLAINERS: dict[str, str] = {}
 #: (stage, check, condition, code) in registration order: the order findings
 #: are produced in.
 _ORDER: list[tuple] = []
@@ -148,6 +157,26 @@ def fault(code: str, severity: str, title: str, summary: str) -> Fault:
     FAULTS[code] = declared = Fault(code, severity, title, summary)
     KNOWN_CODES.add(code)
     return declared
+
+
+def arrange(order) -> None:
+    """Put the codes (and so `Code`) in `order`, the catalogue's
+    (`lossguard.catalogue.codes()`, the order of docs/faults.md); codes it
+    does not list follow, in declaration order. The checks run family by
+    family (a family: the module its checks are written in), in the
+    catalogue's order of each family's first code, and within a family in
+    the order they are written: that is the order of a batch's findings."""
+    rank = {code: i for i, code in enumerate(order)}
+    last = len(rank)
+    arranged = sorted(FAULTS, key=lambda code: rank.get(code, last))
+    faults = {code: FAULTS[code] for code in arranged}
+    FAULTS.clear()
+    FAULTS.update(faults)
+    family = {}
+    for _, function, _, code in _ORDER:
+        module = function.__module__
+        family[module] = min(family.get(module, last), rank.get(code, last))
+    _ORDER.sort(key=lambda entry: family[entry[1].__module__])  # stable
 
 
 def _descendants(code: str) -> set[str]:

@@ -1,6 +1,7 @@
 """The fault registry drives the tests: every code has an injector, a check
 that finds it with its declared severity, and a section in docs/faults.md."""
 
+import ast
 import re
 from pathlib import Path
 
@@ -42,6 +43,8 @@ def test_each_injected_code_is_found_with_its_severity(code):
     assert str(finding).endswith(
         f"More: lossguard explain {code} (docs: faults.md#{code.lower()})"
     )
+    undocumented = set(finding.evidence) - documented_evidence(code)
+    assert not undocumented, f"{code}: evidence keys not in docs/faults.md"
     assert_root_cause_first(report, code)
 
 
@@ -106,6 +109,34 @@ def test_the_catalogue_page_has_every_code_and_only_those():
             assert f"\n{part}" in body, f"{code}: no {part} paragraph"
         assert f'"{code}"' in body.split("**Reproduce.**")[1], code
         assert f"[{code}](#{code.lower()})" in toc, f"{code} not in the contents"
+
+
+def documented_evidence(code, listed_only=False) -> set[str]:
+    """The evidence keys the code's **Evidence.** paragraph names: every
+    identifier in backticks (`listed_only`: outside parentheses, which
+    describe values, and without `step`, the finding's own field)."""
+    paragraph = _sections()[code].split("**Evidence.**", 1)[1].split("\n\n")[0]
+    if listed_only:
+        while re.search(r"\([^()]*\)", paragraph):  # innermost first
+            paragraph = re.sub(r"\([^()]*\)", "", paragraph)
+    keys = set(re.findall(r"`([a-z_][a-z0-9_]*)`", paragraph))
+    return keys - {"step"} if listed_only else keys
+
+
+def test_every_documented_evidence_key_is_emitted_by_a_check():
+    """Each key a code's docs list is written by the code that makes its
+    findings (a string in its family's module, or the shared runners')."""
+    faults_dir = Path(lossguard.diagnosis.faults.__file__).parent
+    emitted = set()
+    for path in [*faults_dir.glob("*.py"), faults_dir.parent / "crashes.py"]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                emitted.add(node.value)
+    missing = {
+        code: sorted(documented_evidence(code, listed_only=True) - emitted)
+        for code in FAULTS
+    }
+    assert {code: keys for code, keys in missing.items() if keys} == {}
 
 
 def test_the_catalogue_page_lists_every_declared_consequence():

@@ -25,18 +25,7 @@ from enum import Enum
 
 import numpy as np
 
-# Each family declares its faults when imported, in the catalogue's order:
-# that is the order of `Code` and of the findings a batch shows.
-# isort: off
-from lossguard.diagnosis.faults import labels  # noqa: F401
-from lossguard.diagnosis.faults import loss_terms  # noqa: F401
-from lossguard.diagnosis.faults import predictions  # noqa: F401
-from lossguard.diagnosis.faults import config  # noqa: F401
-from lossguard.diagnosis.faults import seq2seq  # noqa: F401
-from lossguard.diagnosis.faults import embeddings  # noqa: F401
-from lossguard.diagnosis.faults import consequences  # noqa: F401
-
-# isort: on
+from lossguard import catalogue
 from lossguard.diagnosis.contexts import (
     BatchContext,
     ConfigContext,
@@ -45,9 +34,24 @@ from lossguard.diagnosis.contexts import (
     ModelContext,
     OutputContext,
 )
+
+# Each family declares its faults when imported; the catalogue
+# (docs/faults.md) orders them: that is the order of `Code` and of the
+# findings a batch shows.
+from lossguard.diagnosis.faults import (  # noqa: F401
+    config,
+    consequences,
+    embeddings,
+    labels,
+    loss_terms,
+    predictions,
+    seq2seq,
+)
 from lossguard.diagnosis.faults.format import measured
-from lossguard.diagnosis.registry import FAULTS, checks, run
+from lossguard.diagnosis.registry import FAULTS, arrange, checks, run
 from lossguard.diagnosis.statistics import OUTPUT_KEYS
+
+arrange(catalogue.codes())
 
 #: The stable fault codes (string values; never renamed).
 Code = Enum("Code", {code: code for code in FAULTS}, type=str)

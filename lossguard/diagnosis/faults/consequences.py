@@ -92,6 +92,11 @@ EMBEDDING_MISALIGNED.explains(
     "which reads as words without a vector.",
 )
 
+EMBEDDING_MISALIGNED.explains_crashes(
+    "an id past the rows of a layer built for another vocabulary stops the "
+    "embedding lookup."
+)
+
 # ----------------------------------------------------------- non-finite loss
 OPTIMIZER_EPSILON_UNDERFLOW.explains(
     NONFINITE_LOSS,
