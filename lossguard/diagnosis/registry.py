@@ -4,8 +4,30 @@ A fault family module (`lossguard.diagnosis.faults.labels`, ...) declares each
 code it owns with `fault(...)` and registers the functions that find it with
 the fault's `check(stage)` decorator, where they are written. The callback
 and `diagnose` run the registry by stage (`run`); neither keeps a list of
-its own, so a new code is one declaration, its check, an injector in
-`lossguard.testing` and a section of `docs/faults.md`.
+its own.
+
+To add a code: declare it with `fault(CODE, severity, title, summary)` in
+the family module it belongs to (a new family is a module of
+`lossguard.diagnosis.faults`, imported by its `__init__`); write its check
+at the stage where the evidence is (below), taking that stage's context
+(`lossguard.diagnosis.contexts`) and returning `FAULT.finding(message,
+explanation, fix, evidence)`, every number from the context; add a section
+to `lossguard/data/faults.md` (its place there is the code's place in
+`Code`) that names every evidence key the check emits; add an injector to
+`lossguard.testing` (`@injector(CODE)`); and, where it produces or follows
+from other codes' symptoms, declare that in `faults/consequences.py`.
+`tests/diagnosis/test_registry.py` then injects it and holds all of this.
+
+To add a statistic a check needs: declare a `Stat` (name, dtype, replica
+rule) beside the function of `lossguard.diagnosis.statistics` that computes
+it with `keras.ops` (see that package's docstring); checks read it as
+`ctx.stats[name]` (`OutputContext`: one output) or `ctx.batch[name]`
+(the whole batch).
+
+To add a backend: one module of `lossguard.backends` answering its protocol
+(write a row inside the step, sync, chief or not, replicas, whether hooks
+lag the step, an eager scope), and a line in its `_MODULES`; the checks
+never see it.
 
 Stages, and who runs them:
 

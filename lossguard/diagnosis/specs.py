@@ -323,7 +323,7 @@ def _loss_family(loss, shape, activation=None) -> dict:
     from lossguard.diagnosis.probe import identify
 
     identity = identify(loss, shape, activation)
-    if identity.kind == "other":
+    if identity.kind == LossKind.OTHER:
         logger.info(
             "lossguard cannot tell what the loss %r is (%s): it checks weights, "
             "extra terms, non-finite values and negative batch losses, but not "

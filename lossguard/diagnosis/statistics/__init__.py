@@ -16,9 +16,10 @@ statistic, in packing order), `replicas` (one row from several replicas),
 
 To add a statistic: declare a `Stat` in the tuple of the module whose
 function computes it (name, dtype, replica rule, a short doc), return it
-from that function, and read it in a check as `ctx.stats[name]` (or
-`ctx.row[name]`). `tests/diagnosis/test_statistics.py` holds every
-function to the keys and dtypes it declares.
+from that function, and read it in a check as `ctx.stats[name]` (one
+output) or `ctx.batch[name]` (a whole-model one, from `losses`).
+`tests/diagnosis/test_statistics.py` holds every function to the keys and
+dtypes it declares.
 """
 
 from .common import (
