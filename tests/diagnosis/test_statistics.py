@@ -215,3 +215,28 @@ def test_the_parts_rows_combine_into_the_whole_batchs_row(kind):
         assert (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b, abs=1e-5), key
     if kind == "categorical":
         assert combined["label_neg_first_row"] == 5 * 3 + 1  # offset by part one
+
+
+def test_the_architecture_page_lists_every_statistic_as_declared():
+    from pathlib import Path
+
+    from lossguard.diagnosis.statistics import (
+        AUX_TERM,
+        GLOBAL_STATS,
+        OUTPUT_LOSS_STATS,
+    )
+
+    page = Path(__file__).resolve().parents[2] / "docs" / "architecture.md"
+    table = page.read_text().split("## The statistics", 1)[1]
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    scopes = (
+        ("model", (*GLOBAL_STATS, AUX_TERM)),
+        ("output", OUTPUT_STATS),
+        ("output loss", OUTPUT_LOSS_STATS),
+    )
+    declared = [
+        f"| `{s.name}` | {scope} | {s.dtype} | {s.replicas.value} | {s.doc} |"
+        for scope, stats in scopes
+        for s in stats
+    ]
+    assert rows == declared
