@@ -1,4 +1,6 @@
-"""The package's import graph stays a tree, and every module imports alone.
+"""The package's import graph stays a tree, every module imports alone, and
+the house keeps its shape (docs/architecture.md): small modules and
+functions, backend questions in one package, a test file per module.
 
 The graph is read from the source (a small AST walk): every `import` and
 `from ... import` of a `lossguard` module counts, inside functions too (a lazy
@@ -118,6 +120,17 @@ def _reaches(edges, start):
         ("lossguard.diagnosis", "lossguard.metrics"),
         ("lossguard.diagnosis.registry", "lossguard.diagnosis.faults"),
         ("lossguard.diagnosis.statistics", "lossguard.diagnosis.faults"),
+        ("lossguard.diagnosis.statistics", "lossguard.diagnosis.collect"),
+        ("lossguard.backends", "lossguard.diagnosis"),
+        ("lossguard.backends", "lossguard.callbacks"),
+        ("lossguard.kinds", "lossguard.diagnosis"),
+        # The callback's pieces never import the callback back.
+        ("lossguard.callbacks.instrument", "lossguard.callbacks.loss_sanity"),
+        ("lossguard.callbacks.reader", "lossguard.callbacks.loss_sanity"),
+        ("lossguard.callbacks.ledger", "lossguard.callbacks.loss_sanity"),
+        ("lossguard.callbacks.sinks", "lossguard.callbacks.loss_sanity"),
+        ("lossguard.callbacks.start", "lossguard.callbacks.loss_sanity"),
+        ("lossguard.callbacks.state", "lossguard.callbacks.loss_sanity"),
     ],
 )
 def test_no_arrow_back_up(lower, upper):
@@ -184,3 +197,84 @@ def test_every_module_imports_on_its_own_in_a_fresh_interpreter():
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "FAILED" not in done.stdout, done.stdout
+
+
+#: The limits docs/architecture.md promises.
+MAX_MODULE_LINES = 500
+MAX_FUNCTION_LINES = 60
+SOURCES = {**MODULES, "lossguard_cli": PACKAGE.parent / "lossguard_cli.py"}
+
+
+def test_no_module_over_500_lines():
+    long = {
+        name: n
+        for name, path in SOURCES.items()
+        if (n := len(path.read_text().splitlines())) > MAX_MODULE_LINES
+    }
+    assert long == {}, f"split these by job: {long}"
+
+
+def test_no_function_over_60_lines():
+    """Counted from `def` to the last line, docstring included."""
+    long = {}
+    for name, path in SOURCES.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                n = node.end_lineno - node.lineno + 1
+                if n > MAX_FUNCTION_LINES:
+                    long[f"{name}.{node.name}"] = n
+    assert long == {}, f"split these: {long}"
+
+
+def _asks_for_the_backend(path: Path) -> list[int]:
+    """Lines that ask Keras which backend runs (`keras.backend.backend()`,
+    `keras.config.backend()`, or `backend` imported from `keras.backend`)."""
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call):
+            func = node.func
+            if isinstance(func, ast.Attribute) and func.attr == "backend":
+                if isinstance(func.value, ast.Attribute | ast.Name):
+                    base = ast.unparse(func.value)
+                    # keras.backend.backend(), keras.config.backend()
+                    if base.endswith("backend") or base.endswith("config"):
+                        lines.append(node.lineno)
+        if isinstance(node, ast.ImportFrom) and node.module == "keras.backend":
+            if any(alias.name == "backend" for alias in node.names):
+                lines.append(node.lineno)
+    return lines
+
+
+def test_the_asker_finds_a_backend_question(tmp_path):
+    probe = tmp_path / "question.py"
+    probe.write_text(
+        "import keras\nfrom keras.backend import backend\n"
+        "X = keras.backend.backend() == 'jax'\n"
+        "Y = keras.config.backend()\n"
+    )
+    assert sorted(_asks_for_the_backend(probe)) == [2, 3, 4]
+
+
+def test_no_backend_question_outside_backends_and_keras_compat():
+    allowed = ("lossguard.backends", "lossguard.keras_compat")
+    asked = {
+        name: lines
+        for name, path in SOURCES.items()
+        if not name.startswith(allowed) and (lines := _asks_for_the_backend(path))
+    }
+    assert asked == {}, f"ask lossguard.backends instead: {asked}"
+
+
+@pytest.mark.parametrize("package", ["diagnosis", "callbacks"])
+def test_every_module_of_diagnosis_and_callbacks_has_its_test_file(package):
+    """tests/<package>/test_<module>.py for each module (a subpackage counts
+    as one module)."""
+    tests = PACKAGE.parent / "tests" / package
+    children = sorted(
+        path.stem if path.is_file() else path.name
+        for path in (PACKAGE / package).iterdir()
+        if (path.suffix == ".py" and path.stem != "__init__")
+        or (path.is_dir() and (path / "__init__.py").exists())
+    )
+    missing = [name for name in children if not (tests / f"test_{name}.py").exists()]
+    assert missing == [], f"no tests/{package}/test_<module>.py for {missing}"
