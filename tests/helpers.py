@@ -51,6 +51,33 @@ def classifier(units=3, activation="softmax", features=4, hidden="relu"):
     return keras.Model(inp, keras.layers.Dense(units, activation=activation)(h))
 
 
+def statistics_row(spec, y, p, w=None, *, loss, aux=0.0, inputs=None, prefix=""):
+    """The row `check_batch` reads, for a hand-made batch of one output: the
+    output's statistics (`output_statistics` on `y`, `p`, `w`, as floats,
+    keys after `prefix`: "name/" for one of several outputs) and the model's
+    (`loss` the total, `aux` the extra terms in it)."""
+    from lossguard.diagnosis.statistics import output_statistics
+
+    own = output_statistics(
+        np.asarray(y), np.asarray(p, "float32"), w, spec, inputs=inputs
+    )
+    row = {
+        prefix + key: float(keras.ops.convert_to_numpy(value))
+        for key, value in own.items()
+    }
+    row.update(
+        {
+            "loss": float(loss),
+            "data_loss": float(loss) - aux,
+            "aux_loss": float(aux),
+            "x_nonfinite": 0.0,
+            "aux_nonfinite": 0.0,
+            "aux:other": float(aux),
+        }
+    )
+    return row
+
+
 def value_and_grad(fn, x):
     """`fn(x)` and the gradient of its sum with respect to `x`, as NumPy
     arrays, with the autodiff of whichever backend Keras runs on."""
@@ -103,3 +130,46 @@ def communicate_all(procs, timeout):
             raise
         results.append((proc.returncode, log))
     return results
+
+
+def class_data(n=40, classes=3, features=4, seed=0):
+    """Features and one-hot labels for `classifier`: (x, y) as float32."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, features)).astype("float32")
+    y = np.eye(classes, dtype="float32")[rng.integers(0, classes, n)]
+    return x, y
+
+
+class RecordingSink:
+    """A sink (`lossguard.callbacks.sinks.Sink`'s interface) that keeps each
+    call it is given, in order, as `(name, *args)`; it raises `RuntimeError`
+    on the call named `fail_on`."""
+
+    def __init__(self, fail_on=None):
+        self.calls = []
+        self.fail_on = fail_on
+
+    def _called(self, name, *args):
+        self.calls.append((name, *args))
+        if name == self.fail_on:
+            raise RuntimeError(f"{name} failed")
+
+    def start(self, model):
+        self._called("start", model)
+
+    def write_block(self, block):
+        self._called("write_block", block)
+
+    def finding(self, finding, report, step):
+        self._called("finding", finding, report, step)
+
+    def flush(self):
+        self._called("flush")
+
+    def end(self, report):
+        self._called("end", report)
+
+    @property
+    def blocks(self):
+        """The blocks written, in order."""
+        return [args[0] for name, *args in self.calls if name == "write_block"]

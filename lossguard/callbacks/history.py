@@ -105,18 +105,20 @@ class History:
         skip -= first * CHUNK
         return stats[skip:], meta[skip:]
 
-    def frame(self, leading, extra=None, start=0):
-        """The rows from `start` as a DataFrame, `leading` columns first.
+    def frame(self, leading, extra=None, start=None):
+        """The rows from row number `start` as a DataFrame, `leading` columns
+        first.
 
         `extra` adds constant columns (e.g. each output's dtype). Epochs of
-        `model.evaluate` outside `fit` are NaN. With `keep`, the whole
-        history (`start=0`) is its last `keep` rows: memory holds whole
-        chunks, the view what was asked for.
+        `model.evaluate` outside `fit` are NaN. `start=None` is the user's
+        view: every row, or with `keep` the last `keep` (memory holds whole
+        chunks, the view what was asked for); a number (the log file's) is
+        every row from there still in memory.
         """
         import pandas as pd
 
-        if self.keep is not None and start == 0:
-            start = max(0, self.total - self.keep)
+        if start is None:
+            start = 0 if self.keep is None else max(0, self.total - self.keep)
         stats, meta = self.columns(start)
         first = max(start, self.dropped)
         data = {
@@ -143,8 +145,9 @@ class History:
         return frame
 
 
-def model_frame(store, specs, single, model_columns, start=0):
-    """The callback's history from row `start` (an empty frame before any):
+def model_frame(store, specs, single, model_columns, start=None):
+    """The callback's history from row `start` (None: the user's view; an
+    empty frame before any row):
     `store`'s frame with each output's dtype, `LEADING` columns first, then
     the model-level statistics, `model_columns` (statistic -> how several
     outputs combine: min or max), in their order."""

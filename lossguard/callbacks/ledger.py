@@ -147,6 +147,13 @@ class StepLedger:
         self.expected = max(self.expected, last)
         return lost
 
+    def skip(self, phase, lost: int) -> None:
+        """`lost` steps of `phase` ran but their rows were overwritten: the
+        rows after them keep their own step numbers."""
+        self.rows[phase] += lost
+        if phase == "train":
+            self.train_rows += lost
+
     def adapt(self, steps: int, now: float, limit: int) -> None:
         """check_every="auto": read about every READ_EVERY_S of training,
         at most every `limit` steps."""
@@ -168,10 +175,12 @@ class StepLedger:
 
     def running_column(self, phase, n, steps_per_call):
         """Keras' running loss of each end hook, on the last row it covered
-        (every row, unless steps_per_execution > 1); NaN elsewhere."""
+        (every row, unless steps_per_execution > 1); NaN elsewhere. Every
+        call covers `steps_per_call` rows but a phase's last, which may
+        cover fewer (its hook's value then sits on the block's last row)."""
         column = np.full(n, np.nan, "float32")
         seen, self.running[phase] = self.running[phase], []
-        values = seen[-(n // steps_per_call or 1) :]
+        values = seen[-max(1, -(-n // steps_per_call)) :]  # ceil(n / calls)
         at = np.minimum(n - 1, steps_per_call * np.arange(1, len(values) + 1) - 1)
         column[at] = values
         return column

@@ -142,7 +142,7 @@ class LossSanityCallback(FindingsCallback):
         """One row per batch watched (`phase` says which), as a DataFrame."""
         return self._frame()
 
-    def _frame(self, start=0):
+    def _frame(self, start=None):
         collector = self.instrumenter.collector  # None before the first fit
         specs, single = (collector.specs, collector.single) if collector else ((), 1)
         return model_frame(self.store, specs, single, MODEL_COLUMNS, start)

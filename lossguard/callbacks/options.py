@@ -52,6 +52,14 @@ class Options:
             _fail("flush_every", self.flush_every, "a positive int (batches)")
         if self.check_every != "auto" and not _positive(self.check_every):
             _fail("check_every", self.check_every, "'auto' or a positive int (steps)")
+        if self.check_every != "auto" and self.check_every > self.capacity:
+            raise ValueError(
+                f"`check_every` must be at most `capacity`: the buffer holds "
+                f"{self.capacity} steps between reads, so reading every "
+                f"{self.check_every} would lose the rest. Received: "
+                f"check_every={self.check_every}, capacity={self.capacity}; raise "
+                "capacity or lower check_every."
+            )
         if self.keep_in_memory is not None and not _positive(self.keep_in_memory):
             _fail(
                 "keep_in_memory", self.keep_in_memory, "None or a positive int (rows)"

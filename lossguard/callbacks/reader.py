@@ -113,6 +113,8 @@ class BlockReader:
             return
         lost = ledger.read(int(steps[fresh[0]]), int(steps[fresh[-1]]))
         if lost:
+            # The lost steps ran just before the first row kept (in its phase).
+            ledger.skip(PHASES[int(buffer[fresh[0], 1])], lost)
             logger.warning(
                 "lossguard lost %d steps' statistics (more steps ran between "
                 "reads than capacity=%d holds).",

@@ -87,6 +87,7 @@ class LogFile(Sink):
             return
         if self.model is not None and not self.is_chief(self.model):
             self.written = total  # the chief writes the log
+            self.trim(self.written)
             return
         if self.path.endswith(".parquet"):
             self.frame(0).to_parquet(self.path, index=False)

@@ -54,7 +54,9 @@ def held_losses(model) -> list[HeldLoss]:
     if not overrides_compute_loss(model):
         return []
     method = type(model).compute_loss
-    owner = method.__qualname__.split(".")[0]
+    # The class that defines it (its qualname may start with a function's
+    # name: "make.<locals>.Distiller.compute_loss").
+    owner = method.__qualname__.rsplit(".", 2)[-2]
     try:
         tree = ast.parse(textwrap.dedent(inspect.getsource(method)))
     except (OSError, TypeError, SyntaxError) as error:

@@ -19,12 +19,35 @@ STACKED = (
 
 
 def measure_floor(prober, activation):
-    """("below" | "zero" | "unknown", the probe behind it, in words)."""
+    """("below" | "zero" | "unknown", the probe behind it, in words).
+
+    Labels in [0, 1] first; a loss that none of those can evaluate (it reads
+    class ids) is probed with ids in [0, K) instead."""
     rng = np.random.default_rng(7)
     low, high = output_range(activation)
-    lowest, evaluated = math.inf, 0
-    where = ""
-    for name, y, p in floor_probes(prober, rng, low, high):
+    labels = "labels in [0, 1]"
+    found = lowest_value(prober, floor_probes(prober, rng, low, high))
+    if found[0] is None and prober.k > 1:
+        labels = f"class ids in [0, {prober.k})"
+        found = lowest_value(prober, id_probes(prober, low, high))
+    verdict, lowest, evaluated, where = found
+    if verdict == "below":
+        return "below", f"{lowest:.4g} on valid labels and predictions ({where})"
+    if verdict == "zero":
+        return "zero", (
+            f">= 0 on {evaluated} probes with {labels} and predictions in "
+            f"[{bound(low, '-inf')}, {bound(high, 'inf')}] (lowest {lowest:.3g}, "
+            f"{where})"
+        )
+    return "unknown", "no probe with valid labels and predictions gave a finite value"
+
+
+def lowest_value(prober, probes):
+    """(verdict, lowest value, probes evaluated, the lowest's probe): verdict
+    "below" at the first value under zero, "zero" when at least two probes
+    gave a finite value and none was below, else None."""
+    lowest, evaluated, where = math.inf, 0, ""
+    for name, y, p in probes:
         value = prober(y, p)
         if not np.isfinite(value):
             continue
@@ -32,14 +55,25 @@ def measure_floor(prober, activation):
         if value < lowest:
             lowest, where = value, name
         if value < -ATOL:
-            return "below", f"{value:.4g} on valid labels and predictions ({name})"
-    if evaluated >= 2:
-        return "zero", (
-            f">= 0 on {evaluated} probes with labels in [0, 1] and predictions in "
-            f"[{bound(low, '-inf')}, {bound(high, 'inf')}] (lowest {lowest:.3g}, "
-            f"{where})"
-        )
-    return "unknown", "no probe with valid labels and predictions gave a finite value"
+            return "below", value, evaluated, name
+    return ("zero" if evaluated >= 2 else None), lowest, evaluated, where
+
+
+def id_probes(prober, low, high):
+    """(what, class ids, predictions) for a loss that reads ids: ids as they
+    are and with a trailing axis of 1, predictions peaked on them, at them,
+    and peaked elsewhere, each in the output's range."""
+    for seed in (8, 9):
+        ids = prober.classes(avoid_zero=False, seed=seed)
+        other = (ids + 1) % prober.k
+        for layout, labels in (("ids", ids), ("ids (..., 1)", ids[..., None])):
+            labels = labels.astype("int32")
+            for name, p in (
+                ("y_pred peaked on them", prober.peaked(ids, seed)),
+                ("y_pred at them", prober.onehot(ids)),
+                ("y_pred peaked elsewhere", prober.peaked(other, seed)),
+            ):
+                yield f"{layout}, {name}", labels, in_range(p, low, high)
 
 
 def output_range(activation):

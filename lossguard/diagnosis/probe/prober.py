@@ -53,6 +53,8 @@ def as_keras_loss(loss):
     a `keras.losses.Loss`, so masks it sets (`ignore_class`) count."""
     import keras
 
+    if isinstance(loss, str):  # a Keras loss by name ("mse", "huber", ...)
+        loss = keras.losses.get(loss)
     if isinstance(loss, keras.losses.Loss):
         return loss
 
