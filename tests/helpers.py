@@ -2,9 +2,12 @@
 
 import socket
 import subprocess
+import warnings
 
 import keras
 import numpy as np
+
+import lossguard
 
 V, T = 24, 5
 
@@ -173,3 +176,26 @@ class RecordingSink:
     def blocks(self):
         """The blocks written, in order."""
         return [args[0] for name, *args in self.calls if name == "write_block"]
+
+
+def watched_fit(
+    model, x, y, *, action="record", options=None, keras_warnings=True, **fit_kwargs
+):
+    """Fit `model` as the tests do (unshuffled, silent, batches of 10, one epoch)
+    under a LossSanityCallback(action=action, **options); return the callback.
+
+    keras_warnings=False silences Keras' own warnings (a softmax over one unit,
+    a dataset that ran out) for tests that build those setups on purpose.
+    """
+    callback = lossguard.LossSanityCallback(action=action, **(options or {}))
+    fit_kwargs = {"batch_size": 10, "epochs": 1, **fit_kwargs}
+    with warnings.catch_warnings():
+        if not keras_warnings:
+            warnings.simplefilter("ignore")
+        model.fit(x, y, verbose=0, shuffle=False, callbacks=[callback], **fit_kwargs)
+    return callback
+
+
+def loud(report):
+    """The findings a user would be alerted by: errors and warnings."""
+    return [f for f in report if f.severity in ("error", "warning")]

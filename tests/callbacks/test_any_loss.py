@@ -14,32 +14,25 @@ from keras import ops
 import lossguard
 from lossguard.diagnosis.specs import output_specs
 from lossguard.testing import tiny_seq2seq
-from tests.helpers import T, V, classifier, onehot, seq2seq, token_data
+from tests.helpers import (
+    T,
+    V,
+    classifier,
+    loud,
+    onehot,
+    seq2seq,
+    token_data,
+    watched_fit,
+)
 from tests.realworld.scenarios import (  # the losses as keras.io and forums write them
     CustomNonPaddingTokenLoss as NonPaddingTokenLoss,
 )
 from tests.realworld.scenarios import clipped_loss, masked_loss
 
 
-def fit(model, x, y, epochs=1, **kwargs):
-    cb = lossguard.LossSanityCallback(action="record")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model.fit(
-            x,
-            y,
-            batch_size=16,
-            epochs=epochs,
-            verbose=0,
-            shuffle=False,
-            callbacks=[cb],
-            **kwargs,
-        )
-    return cb
-
-
-def loud(report):
-    return [f for f in report.findings if f.severity in ("error", "warning")]
+def fit(model, x, y, **fit_kwargs):
+    """Batches of 16; these setups make Keras warn on purpose."""
+    return watched_fit(model, x, y, batch_size=16, keras_warnings=False, **fit_kwargs)
 
 
 # ------------------------------------------------------- the forum's losses

@@ -10,26 +10,8 @@ import pytest
 from keras import ops
 
 import lossguard
-from tests.helpers import T, V, classifier, onehot, seq2seq, token_data
-
-
-def fit(model, x, y, action="record", batch_size=10, epochs=1, **kwargs):
-    cb = lossguard.LossSanityCallback(action=action)
-    model.fit(
-        x,
-        y,
-        batch_size=batch_size,
-        epochs=epochs,
-        verbose=0,
-        callbacks=[cb],
-        shuffle=False,
-        **kwargs,
-    )
-    return cb
-
-
-def only_quiet(report):
-    return [f for f in report.findings if f.severity in ("error", "warning")]
+from tests.helpers import T, V, classifier, loud, onehot, seq2seq, token_data
+from tests.helpers import watched_fit as fit
 
 
 # ------------------------------------------------------------- sub-zero loss
@@ -96,7 +78,7 @@ def test_empty_rows_under_a_mask_stay_quiet():
     y[:, -2:, :] = 0
     model = seq2seq(mask_zero=True)
     model.compile("adam", "categorical_crossentropy")
-    assert only_quiet(fit(model, x, y).report) == []
+    assert loud(fit(model, x, y).report) == []
 
 
 def test_labels_out_of_range_binary_0_255():
@@ -199,7 +181,7 @@ def test_l2_regulariser_is_healthy_and_attributed():
     model = seq2seq(regularizer=keras.regularizers.L2(1e-3))
     model.compile("adam", "sparse_categorical_crossentropy")
     cb = fit(model, x, ids)
-    assert only_quiet(cb.report) == []
+    assert loud(cb.report) == []
     assert (cb.history.aux_loss > 0).all()
 
 
@@ -301,7 +283,7 @@ def test_float16_output_that_does_not_saturate_is_quiet():
     x, ids = token_data()
     model = seq2seq(dtype="float16")
     model.compile("adam", "sparse_categorical_crossentropy")
-    assert only_quiet(fit(model, x, ids).report) == []
+    assert loud(fit(model, x, ids).report) == []
 
 
 # ---------------------------------------------------------- healthy runs
@@ -552,7 +534,7 @@ def test_float16_sigmoid_binary_classifier_is_quiet():
     model = keras.Model(inp, out)
     model.compile("adam", "binary_crossentropy")
     cb = fit(model, x, y, batch_size=16)
-    assert only_quiet(cb.report) == []
+    assert loud(cb.report) == []
     assert (cb.history.pred_saturated_share == 0).all()
 
 
