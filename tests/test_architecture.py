@@ -278,3 +278,30 @@ def test_every_module_of_diagnosis_and_callbacks_has_its_test_file(package):
     )
     missing = [name for name in children if not (tests / f"test_{name}.py").exists()]
     assert missing == [], f"no tests/{package}/test_<module>.py for {missing}"
+
+
+def test_the_callbacks_pieces_set_every_attribute_in_init():
+    """A reader of a class in callbacks/ finds all its state in __init__."""
+    late = {}
+    for path in sorted((PACKAGE / "callbacks").glob("*.py")):
+        for cls in ast.parse(path.read_text()).body:
+            if not isinstance(cls, ast.ClassDef):
+                continue
+            stored = {}
+            for method in cls.body:
+                if not isinstance(method, ast.FunctionDef):
+                    continue
+                for node in ast.walk(method):
+                    if (
+                        isinstance(node, ast.Attribute)
+                        and isinstance(node.ctx, ast.Store)
+                        and isinstance(node.value, ast.Name)
+                        and node.value.id == "self"
+                    ):
+                        stored.setdefault(node.attr, set()).add(method.name)
+            first_set_later = sorted(
+                a for a, m in stored.items() if "__init__" not in m
+            )
+            if first_set_later:
+                late[f"{path.stem}.{cls.name}"] = first_set_later
+    assert late == {}

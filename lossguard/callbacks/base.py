@@ -100,6 +100,7 @@ class FindingsCallback(keras.callbacks.Callback):
         self._warn_bar = SEVERITIES.index(warn_from)
         self._act_bar = SEVERITIES.index(act_from)
         self.findings: list[Finding] = []
+        self._keras_model = None  # the model set_model was given (below)
 
     def set_model(self, model):
         super().set_model(model)
