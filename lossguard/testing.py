@@ -41,6 +41,8 @@ class Setup:
     activation: str | None = "softmax"
     dtype: str | None = None
     saturate: bool = False
+    kernel_scale: float | None = None  # the output layer's starting kernel, scaled
+    dead_layer: bool = False  # a ReLU layer whose units all output 0 before the output
     learning_rate: float = 0.01
     epsilon: float | None = None  # the optimizer's (default: Keras')
     loss_bonus: float | None = None  # subtracted by an overridden compute_loss
@@ -210,6 +212,20 @@ def _float16_saturated(setup):
     setup.dtype, setup.saturate = "float16", True
 
 
+@injector("LOSS_AT_UNIFORM")
+def _dead_layer_before_the_output(setup):
+    """A ReLU layer whose units all output 0 (its bias far below its inputs'
+    reach, as after a learning-rate spike) feeds an output layer without a
+    bias: the logits are 0, the prediction uniform, and no gradient flows."""
+    setup.dead_layer = True
+
+
+@injector("SATURATED_PREDICTIONS")
+def _huge_initial_weights(setup):
+    """The output layer starts with weights 300 times Glorot's."""
+    setup.kernel_scale = 300.0
+
+
 @injector("EMBEDDING_OOV_ROWS")
 def _tokens_glove_lacks(setup):
     setup.vocab = setup.vocab + [f"zq{i}xv" for i in range(20)]
@@ -347,10 +363,14 @@ def _build(setup):
     )
     if setup.negative_bonus:
         seq = _negative_bonus_layer()(seq)
+    if setup.dead_layer:
+        dead = keras.initializers.Constant(-100.0)
+        seq = keras.layers.Dense(32, "relu", bias_initializer=dead, name="dead")(seq)
     dense = keras.layers.Dense(
         setup.units or len(setup.vocab),
         activation=setup.activation,
         dtype=setup.dtype,
+        use_bias=not setup.dead_layer,
         name="next",
     )
     model_class = keras.Model if setup.loss_bonus is None else _bonus_model()
@@ -363,6 +383,8 @@ def _build(setup):
             np.random.default_rng(setup.seed).normal(size=dense.kernel.shape)
         )
         dense.kernel.assign(3000.0 * signs)  # logits beyond float16's range
+    if setup.kernel_scale is not None:
+        dense.kernel.assign(dense.kernel * setup.kernel_scale)
     return model
 
 

@@ -23,7 +23,7 @@ from lossguard.callbacks import state
 from lossguard.callbacks.instrument import steps_per_call
 from lossguard.callbacks.ledger import PHASES, logged_loss
 from lossguard.callbacks.sinks import Block
-from lossguard.diagnosis.faults import check_block
+from lossguard.diagnosis.faults import TREND_ROWS, check_block, check_trend
 
 logger = logging.getLogger("lossguard")
 
@@ -150,6 +150,8 @@ class BlockReader:
                 rows, self.ledger.epoch, steps, phase, running, global_steps
             )
             self.check(rows, numbers, steps, phase, global_steps)
+            if phase == "train":
+                self.trend()
             self.sinks.call(
                 "write_block", Block(rows, keys, phase, steps, global_steps)
             )
@@ -168,6 +170,21 @@ class BlockReader:
             where = {"epoch": self.ledger.epoch, "step": int(steps[i]), "phase": phase}
             found = [dataclasses.replace(f, **where) for f in batch]
             self.add(found, int(global_steps[i]))
+
+    def trend(self) -> None:
+        """Run the trend checks over the last training batches held (a few
+        hundred rows, whatever the history's length)."""
+        start = max(self.store.dropped, self.store.total - 4 * TREND_ROWS)
+        stats, meta = self.store.columns(start)
+        train = meta["phase"] == PHASES.index("train")
+        stats, meta = stats[train][-TREND_ROWS:], meta[train][-TREND_ROWS:]
+        if len(stats) == 0:
+            return
+        columns = {key: stats[:, i] for i, key in enumerate(self.store.keys)}
+        specs = self.instrumenter.collector.specs
+        found = check_trend(columns, specs, meta["step"], meta["epoch"])
+        if found:
+            self.add(found, int(meta["global_step"][-1]))
 
     def go_blind(self, model, phase, logs) -> None:
         """A step never called compute_loss: say so once per phase."""

@@ -58,6 +58,20 @@ class OutputContext:
 
 
 @dataclasses.dataclass(frozen=True)
+class TrendContext:
+    """Stage `trend`: the recent training batches, oldest first, after each
+    block is read in `fit`: each output's statistics as columns (`outputs[i]`,
+    keyed as `OutputContext.stats`), the whole model's (`batch`), their
+    specs, and each batch's step number and epoch."""
+
+    batch: dict
+    outputs: list
+    specs: list
+    steps: Any  # numpy arrays, one value per batch
+    epochs: Any
+
+
+@dataclasses.dataclass(frozen=True)
 class CrashContext:
     """Stage `crash`: the error a step raised instead of a loss, and the
     batch it raised on."""

@@ -60,7 +60,16 @@ from collections.abc import Callable
 
 from lossguard.diagnosis.findings import KNOWN_CODES, SEVERITIES, Finding, docs_anchor
 
-STAGES = ("config", "model", "batch", "output", "unexplained", "crash", "epoch")
+STAGES = (
+    "config",
+    "model",
+    "batch",
+    "output",
+    "unexplained",
+    "trend",
+    "crash",
+    "epoch",
+)
 #: Stages whose checks run over a block of batches (conditions on columns).
 BLOCK_STAGES = ("batch", "output", "unexplained")
 #: Where a stage's checks run, in words (the docs and `lossguard faults`).

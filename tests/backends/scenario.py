@@ -23,16 +23,20 @@ import warnings
 from pathlib import Path
 
 import lossguard
+from lossguard.diagnosis.registry import FAULTS as REGISTRY
 from lossguard.testing import FAULTS, tiny_seq2seq
 
 #: Faults only trained weights show: fit long enough for them, with the monitor.
 AFTER_TRAINING = ("EMBEDDING_DRIFT",)
+#: Faults read over many training steps: 256 batches of one sentence each.
+OVER_STEPS = tuple(c for c in FAULTS if REGISTRY[c].stages == ("trend",))
 HEALTHY = "healthy"
 
 
 def run(code):
     """Fit the tiny seq2seq with `code` injected (or none, for HEALTHY)."""
-    model, x, y = tiny_seq2seq(None if code == HEALTHY else code)
+    n, batch_size = (256, 1) if code in OVER_STEPS else (64, 16)
+    model, x, y = tiny_seq2seq(None if code == HEALTHY else code, n=n)
     watch = lossguard.LossSanityCallback(action="record", check_every=1)
     callbacks = [watch]
     epochs = 1
@@ -48,7 +52,7 @@ def run(code):
             model.fit(
                 x,
                 y,
-                batch_size=16,
+                batch_size=batch_size,
                 epochs=epochs,
                 verbose=0,
                 shuffle=False,

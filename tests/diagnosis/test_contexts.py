@@ -19,6 +19,7 @@ from lossguard.diagnosis.contexts import (
     EpochContext,
     ModelContext,
     OutputContext,
+    TrendContext,
 )
 from lossguard.diagnosis.faults import (
     check_batch,
@@ -39,6 +40,7 @@ CONTEXT = {
     "batch": BatchContext,
     "output": OutputContext,
     "unexplained": BatchContext,
+    "trend": TrendContext,
     "crash": CrashContext,
     "epoch": EpochContext,
 }

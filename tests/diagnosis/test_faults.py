@@ -359,3 +359,13 @@ def test_a_configurations_cause_takes_the_batchs_symptoms_under_it():
         assert finding.fix.startswith("Fix the root cause, SINGLE_UNIT_CATEGORICAL:")
     report = Report([*start, *linked])
     assert codes(report.root_causes()) == ["SINGLE_UNIT_CATEGORICAL"]
+
+
+@pytest.mark.parametrize("positions, found", [(6, False), (16, True)])
+def test_a_decoder_copy_counts_only_on_a_batch_with_enough_positions(positions, found):
+    """A reversed three-word sentence matches its source at the middle word:
+    on a batch of one short sentence a copy share above 50% is chance."""
+    s = spec("sparse")
+    row = row_of(s, labels_for("sparse"))
+    row.update(decoder_copy_share=1.0, decoder_copy_input=0.0, active_rows=positions)
+    assert ("DECODER_TARGET_NOT_SHIFTED" in codes(check_batch(row, [s]))) is found

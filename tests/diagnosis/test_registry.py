@@ -15,6 +15,8 @@ from lossguard.testing import INJECTORS, tiny_seq2seq
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "faults.md"  # the package's
 #: Faults only trained weights show (no batch or configuration does).
 AFTER_TRAINING = [code for code, f in FAULTS.items() if f.stages == ("epoch",)]
+#: Codes read over many training steps together: fit sees them, diagnose cannot.
+OVER_STEPS = [code for code, f in FAULTS.items() if f.stages == ("trend",)]
 
 
 def test_every_code_has_an_injector_and_a_check():
@@ -32,7 +34,9 @@ def test_every_code_has_an_injector_and_a_check():
 
 
 @pytest.mark.backends
-@pytest.mark.parametrize("code", [c for c in FAULTS if c not in AFTER_TRAINING])
+@pytest.mark.parametrize(
+    "code", [c for c in FAULTS if c not in AFTER_TRAINING + OVER_STEPS]
+)
 def test_each_injected_code_is_found_with_its_severity(code):
     model, x, y = tiny_seq2seq(code, n=32)
     report = lossguard.diagnose(model, x, y)
@@ -83,6 +87,19 @@ def test_codes_seen_after_training_are_found_in_fit(code):
     model.fit(x, y, batch_size=16, epochs=4, verbose=0, callbacks=[monitor])
     finding = monitor.report.get(code)
     assert finding is not None and finding.severity == FAULTS[code].severity
+
+
+@pytest.mark.backends
+@pytest.mark.parametrize("code", OVER_STEPS)
+def test_codes_read_over_many_steps_are_found_in_fit_and_lead(code):
+    model, x, y = tiny_seq2seq(code, n=256)
+    cb = lossguard.LossSanityCallback(action="record")
+    model.fit(x, y, batch_size=1, epochs=1, verbose=0, callbacks=[cb])
+    finding = cb.report.get(code)
+    assert finding is not None, f"{code} not found: {cb.report!r}"
+    assert finding.severity == FAULTS[code].severity
+    assert set(finding.evidence) <= documented_evidence(code)
+    assert_root_cause_first(cb.report, code)
 
 
 def test_a_code_is_declared_once_and_findings_need_a_declared_code():

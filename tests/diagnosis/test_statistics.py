@@ -211,10 +211,25 @@ def test_the_parts_rows_combine_into_the_whole_batchs_row(kind):
     for key in keys:
         if stat_of(key).replicas == "first" and key == "decoder_copy_input":
             continue  # which input: the same on every part, not a share
+        if key == "pred_spread":  # a sample of each part's first rows
+            assert combined[key] == max(part[key] for part in parts)
+            continue
         a, b = whole[key], combined[key]
         assert (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b, abs=1e-5), key
     if kind == "categorical":
         assert combined["label_neg_first_row"] == 5 * 3 + 1  # offset by part one
+
+
+def test_the_spread_is_zero_for_an_output_that_ignores_its_input():
+    rng = np.random.default_rng(2)
+    ids = rng.integers(0, 5, (8, 3))
+    same = np.broadcast_to(softmax(rng, (1, 1, 5)), (8, 3, 5))
+    assert stats(ids, same, kind="sparse")["pred_spread"] == pytest.approx(0, abs=1e-7)
+    varied = softmax(rng, (8, 3, 5))
+    assert stats(ids, varied, kind="sparse")["pred_spread"] > 0.05
+    one_row = np.zeros((8, 3), "float32")
+    one_row[0, 0] = 1.0  # a single counted row: no spread to measure
+    assert math.isnan(stats(ids, varied, one_row, kind="sparse")["pred_spread"])
 
 
 def test_the_architecture_page_lists_every_statistic_as_declared():

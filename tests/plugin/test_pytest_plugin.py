@@ -12,8 +12,11 @@ from lossguard.testing import FAULTS
 
 INFO = {code for code, fault in REGISTRY.items() if fault.severity == "info"}
 #: diagnose() runs no training: faults only seen after an epoch (drift) are
-#: found in fit by EmbeddingDriftMonitor.
-SEEN_BY_DIAGNOSE = [f for f in FAULTS if REGISTRY[f].stages != ("epoch",)]
+#: found in fit by EmbeddingDriftMonitor, those read over many training steps
+#: (a loss stuck at ln K) by the callback.
+SEEN_BY_DIAGNOSE = [
+    f for f in FAULTS if REGISTRY[f].stages not in (("epoch",), ("trend",))
+]
 
 
 def sections(output):

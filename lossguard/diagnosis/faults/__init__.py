@@ -33,6 +33,7 @@ from lossguard.diagnosis.contexts import (
     EpochContext,
     ModelContext,
     OutputContext,
+    TrendContext,
 )
 
 # Each family declares its faults when imported; the catalogue
@@ -46,6 +47,7 @@ from lossguard.diagnosis.faults import (  # noqa: F401
     loss_terms,
     predictions,
     seq2seq,
+    telltales,
 )
 from lossguard.diagnosis.faults.format import measured
 from lossguard.diagnosis.registry import FAULTS, arrange, checks, run
@@ -166,6 +168,20 @@ def check_start(model, specs, vocabulary=None, vectors=None) -> list:
     return found + run("model", ModelContext(model, vocabulary, vectors))
 
 
+#: Training batches the `trend` stage looks back over.
+TREND_ROWS = 256
+
+
+def check_trend(columns: dict, specs, steps, epochs) -> list:
+    """Findings the recent training batches show together (`columns`: each
+    statistic's values, oldest batch first; `steps`, `epochs`: where each
+    batch ran). Each finding names the step and epoch it began at."""
+    single = len(specs) == 1
+    outs = [split_output(columns, spec, single) for spec in specs]
+    context = TrendContext(columns, outs, specs, np.asarray(steps), np.asarray(epochs))
+    return [dataclasses.replace(f, phase="train") for f in run("trend", context)]
+
+
 def check_crash(error, specs, epoch=None, step=None, phase=None) -> list:
     """Findings that explain an error raised instead of a loss, at the
     batch that raised it."""
@@ -185,5 +201,6 @@ __all__ = [
     "check_crash",
     "check_epoch",
     "check_start",
+    "check_trend",
     "split_output",
 ]

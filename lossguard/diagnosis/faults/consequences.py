@@ -38,8 +38,12 @@ from lossguard.diagnosis.faults.loss_terms import (
     NEGATIVE_WEIGHTS,
     NONFINITE_LOSS,
 )
-from lossguard.diagnosis.faults.predictions import PREDICTIONS_NOT_PROBABILITIES
+from lossguard.diagnosis.faults.predictions import (
+    LOW_PRECISION_SATURATION,
+    PREDICTIONS_NOT_PROBABILITIES,
+)
 from lossguard.diagnosis.faults.seq2seq import PADDING_NOT_MASKED
+from lossguard.diagnosis.faults.telltales import SATURATED_PREDICTIONS
 
 # ------------------------------------------------------- one unit, one class
 SINGLE_UNIT_CATEGORICAL.explains(
@@ -113,6 +117,23 @@ LABELS_OUT_OF_RANGE.explains(
     NONFINITE_LOSS,
     "a sparse id outside [0, K) reads no probability (NaN on a GPU), and a "
     "target outside [0, 1] makes log(1 - p) or log(p) unbounded.",
+)
+
+# ------------------------------------------------- a loss at the clip's ceiling
+LOW_PRECISION_SATURATION.explains(
+    SATURATED_PREDICTIONS,
+    "a true-class probability that rounds to 0 in float16 is clipped to eps, "
+    "and its term is -ln(eps) = 16.12.",
+)
+PREDICTIONS_NOT_PROBABILITIES.explains(
+    SATURATED_PREDICTIONS,
+    "an output entry <= 0 (a logit, a linear or ReLU output) is clipped to "
+    "eps once Keras normalises the row, so its term is -ln(eps) = 16.12.",
+)
+LABEL_SUM_NOT_ONE.explains(
+    SATURATED_PREDICTIONS,
+    "-sum(y log p) scales with the label row's sum, so rows summing to more "
+    "than 1 multiply the loss past ln K.",
 )
 
 # --------------------------------------------- what explains a negative loss

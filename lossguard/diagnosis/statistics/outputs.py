@@ -15,6 +15,7 @@ from .predictions import (
     prediction_statistics,
     saturation_statistics,
     softmax_statistics,
+    spread_statistics,
 )
 from .schema import OUTPUT_KEYS
 from .sequence import sequence_statistics
@@ -70,6 +71,7 @@ def output_statistics(
     out.update(labels.certain)
     out.update(labels.values)
     out.update(prediction_statistics(batch))
+    out.update(spread_statistics(batch))
     # What the labels decide holds only where they fit the batch.
     fitted = dict(labels.values)
     fitted.update(saturation_statistics(batch, labels.saturated))

@@ -17,7 +17,11 @@ PREDICTION_STATS = (
     Stat("pred_saturated_share", ReplicaRule.BY_ACTIVE_ROWS, doc="p exactly 0 or 1"),
     Stat("pred_nonfinite", ReplicaRule.MAX, "bool", doc="NaN/Inf in the output"),
     Stat("pred_softmax", ReplicaRule.MAX, "bool", doc="y_pred is a Keras softmax"),
+    Stat("pred_spread", ReplicaRule.MAX, doc="output's spread over the first rows"),
 )
+
+#: Rows the spread of the output is measured over (cheap at any width).
+SPREAD_ROWS = 16
 
 
 def prediction_statistics(batch: OutputBatch) -> dict:
@@ -37,6 +41,25 @@ def prediction_statistics(batch: OutputBatch) -> dict:
         out["pred_sum_min"] = masked_min(psums, active, n_active)
         out["pred_sum_max"] = masked_max(psums, active, n_active)
     return out
+
+
+def spread_statistics(batch: OutputBatch) -> dict:
+    """How much the output differs between inputs: the largest distance
+    (max over classes) of one of the first `SPREAD_ROWS` counted rows from
+    their mean. 0 where the output does not depend on the input; NaN with
+    fewer than two counted rows there. One pass over 16 rows, whatever the
+    batch: taken for categorical outputs always."""
+    if not batch.spec.categorical:
+        return {}
+    head = batch.probs[:SPREAD_ROWS]
+    if batch.active is None:
+        weight = ops.ones_like(head[:, 0])
+    else:
+        weight = ops.cast(batch.active[:SPREAD_ROWS], head.dtype)
+    n = ops.sum(weight)
+    center = ops.sum(head * weight[:, None], axis=0) / ops.maximum(n, 1.0)
+    distance = ops.max(ops.abs(head - center), axis=-1) * weight
+    return {"pred_spread": ops.where(n >= 2, ops.max(distance), float("nan"))}
 
 
 def saturation_statistics(batch: OutputBatch, saturated) -> dict:

@@ -102,4 +102,5 @@ from tests.realworld.threads import (  # noqa: E402,F401
     loss_threads,
     nonfinite_threads,
     scope_threads,
+    telltale_threads,
 )

@@ -1,7 +1,7 @@
 """Threads whose cause is outside lossguard's catalogue (scope="out").
 
 The loss in each is computed correctly from sound labels and predictions;
-what went wrong is the data's scale, the learning-rate schedule, what a
+what went wrong is the learning-rate schedule, what a
 metric measures, dropout, or the sign of a custom loss. lossguard must
 report no error and no warning on them.
 """
@@ -24,64 +24,6 @@ def _prototypes(r, n, classes, shape, high):
     noise = r.uniform(0, 0.3, size=(n, *shape))
     x = (protos[labels] * 0.8 + noise).clip(0, 1) * high
     return x.astype("float32"), labels
-
-
-@thread
-def keras_mnist_kaggle_not_normalized():
-    """keras-team/keras#6914, "MNIST not learning".
-
-    Cause (alepacheco, the reporter): "It turns out I didn't normalized the
-    input `x_train /= 255`... After that It's working as expected".
-
-    Rebuilt: examples/mnist_mlp.py shrunk (Dense(64) instead of Dense(512)):
-    784 -> Dense(relu) -> Dropout(0.2) -> Dense(relu) -> Dropout(0.2) ->
-    Dense(10, softmax), categorical cross-entropy on one-hot labels,
-    RMSprop(); the inputs are 256 synthetic digits (ten prototypes that
-    share most strokes, plus pixel noise) as raw 0..255 pixel values, the
-    Kaggle CSV's range. batch_size 32 instead of
-    128 so that 3 epochs take 24 steps.
-
-    Keras 3 here: accuracy 0.15, 0.20, 0.25 and loss 98.3, 20.5, 4.79 over
-    3 epochs; the same data divided by 255 reaches accuracy 0.16, 0.37, 0.48
-    (loss 2.31, 1.93, 1.66).
-    """
-    r = rng(6914)
-    labels = r.integers(0, 10, 256)
-    # ten "digits" that share 80% of their strokes, with pixel noise
-    base = r.uniform(size=784) < 0.15
-    own = r.uniform(size=(10, 784)) < 0.2
-    digits = np.where(own, r.uniform(size=(10, 784)) < 0.15, base)
-    pixels = digits[labels] * r.uniform(0.6, 1, (256, 784)) + r.uniform(
-        0, 0.5, (256, 784)
-    )
-    x = (pixels.clip(0, 1) * 255).round().astype("float32")  # raw 0..255
-    y = keras.utils.to_categorical(labels, 10)
-    model = keras.Sequential(
-        [
-            keras.Input((784,)),
-            keras.layers.Dense(64, activation="relu"),
-            keras.layers.Dropout(0.2),
-            keras.layers.Dense(64, activation="relu"),
-            keras.layers.Dropout(0.2),
-            keras.layers.Dense(10, activation="softmax"),
-        ]
-    )
-    model.compile(
-        keras.optimizers.RMSprop(), "categorical_crossentropy", metrics=["accuracy"]
-    )
-    return Thread(
-        name="keras_mnist_kaggle_not_normalized",
-        url="https://github.com/keras-team/keras/issues/6914",
-        symptom="doesn't go past 30% accuracy (the example reaches 98.40%)",
-        cause="I didn't normalized the input x_train /= 255",
-        expected=None,
-        scope="out",
-        model=model,
-        x=x,
-        y=y,
-        fit_kwargs={"batch_size": 32, "epochs": 3},
-        diagnose_args=(x, y),
-    )
 
 
 @thread
