@@ -55,6 +55,7 @@ class BlockReader:
         self.flush_every = flush_every
         self.store = None  # the History the rows go to (set by the callback)
         self.known = frozenset()  # codes the configuration already showed
+        self.trends = True  # the checks over many steps run (until one fails)
         # Keras may run the batch hooks in a thread (JAX, PyTorch): they
         # count steps, and read under this lock.
         self.lock = threading.RLock()
@@ -150,7 +151,7 @@ class BlockReader:
                 rows, self.ledger.epoch, steps, phase, running, global_steps
             )
             self.check(rows, numbers, steps, phase, global_steps)
-            if phase == "train":
+            if phase == "train" and self.trends:
                 self.trend()
             self.sinks.call(
                 "write_block", Block(rows, keys, phase, steps, global_steps)
@@ -182,7 +183,15 @@ class BlockReader:
             return
         columns = {key: stats[:, i] for i, key in enumerate(self.store.keys)}
         specs = self.instrumenter.collector.specs
-        found = check_trend(columns, specs, meta["step"], meta["epoch"])
+        try:
+            found = check_trend(columns, specs, meta["step"], meta["epoch"])
+        except Exception as error:  # noqa: BLE001 - never break the user's fit
+            self.trends = False
+            self.warn(
+                "lossguard's checks over many training steps failed "
+                f"({type(error).__name__}: {error}); it keeps checking each batch."
+            )
+            return
         if found:
             self.add(found, int(meta["global_step"][-1]))
 

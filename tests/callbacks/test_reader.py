@@ -247,3 +247,20 @@ def test_a_row_is_owed_for_each_hook_before_the_phase_went_blind():
     h = watch.history
     assert h.step.tolist() == [0, 1, 2] and h.running_loss.iloc[-1] == 0.7
     assert len(watch.said) == 1
+
+
+def test_a_failing_trend_check_is_said_once_and_the_batches_still_checked(
+    model, monkeypatch
+):
+    def broken(*args):
+        raise ValueError("no such column")
+
+    monkeypatch.setattr("lossguard.callbacks.reader.check_trend", broken)
+    x, y = class_data(n=40)
+    y[16] = -y[16]
+    watch = Watch(built(model, capacity=16), check_every=2)
+    watch.fit(model, x, y, batch_size=8, epochs=2)
+    assert len(watch.said) == 1 and "over many training steps failed" in watch.said[0]
+    assert "ValueError: no such column" in watch.said[0]
+    assert [at for _, at in watch.added] == [2, 7]  # each batch checked on
+    assert len(watch.history) == 10
