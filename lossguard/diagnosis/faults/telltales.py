@@ -6,10 +6,11 @@ classes K of a categorical output (its units):
 
 - at the uniform prediction p = 1/K, -sum(y log p) = ln K * sum(y) = ln K for
   every label row that sums to 1, whatever the labels: a loss that stays at
-  ln K to within float rounding for many steps is a model whose output does
-  not depend on its input (`LOSS_AT_UNIFORM`, read over the recent training
-  steps at the `trend` stage, with `pred_spread`, how much the output
-  differs between the batch's first rows);
+  ln K for many steps while the output is the same for every input
+  (`pred_spread`, how much the output differs between the batch's first
+  rows) is a model whose output does not depend on its input
+  (`LOSS_AT_UNIFORM`, read over the recent training steps at the `trend`
+  stage);
 - a cross-entropy term is at most -ln(eps) = 16.12 where Keras clips
   probabilities into [eps, 1 - eps] (eps = 1e-7): a batch whose mean loss
   is near that ceiling has the true class's probability at the clip on
@@ -91,6 +92,8 @@ def loss_at_uniform(ctx):
         if k is None:
             continue
         loss = output_loss(ctx.batch, spec, len(ctx.specs) == 1)
+        if loss.ndim == 0:  # no per-output loss recorded
+            continue
         spread = np.asarray(stats["pred_spread"], "float64")
         spread = np.broadcast_to(spread, loss.shape)  # NaN: not measured
         at = _at_uniform(loss, spread, k)
