@@ -6,9 +6,9 @@ classes K of a categorical output (its units):
 
 - at the uniform prediction p = 1/K, -sum(y log p) = ln K * sum(y) = ln K for
   every label row that sums to 1, whatever the labels: a loss that stays at
-  ln K for many steps while the output is the same for every input
-  (`pred_spread`, how much the output differs between the batch's first
-  rows) is a model whose output does not depend on its input
+  ln K for many steps (to within rounding; or within 2% while the output is
+  the same for every input, where `pred_spread` is measured, with
+  predictions="all") is a model whose output does not depend on its input
   (`LOSS_AT_UNIFORM`, read over the recent training steps at the `trend`
   stage);
 - a cross-entropy term is at most -ln(eps) = 16.12 where Keras clips
@@ -99,23 +99,27 @@ def loss_at_uniform(ctx):
         at = _at_uniform(loss, spread, k)
         off = np.flatnonzero(~at)
         streak = len(at) - int(off[-1]) - 1 if len(off) else len(at)
-        if streak >= UNIFORM_STEPS and not _leaving(spread[-streak:], k):
+        if streak >= UNIFORM_STEPS and not _leaving(
+            spread[-streak:], np.abs(loss[-streak:] - math.log(k)), k
+        ):
             found.append(
                 _uniform_finding(ctx, spec, k, loss[-streak:], -streak, spread)
             )
     return found
 
 
-def _leaving(spread, k) -> bool:
+def _leaving(spread, off, k) -> bool:
     """Whether the output is learning to depend on its input: the median of
-    its spread over the run's last 50 batches is over twice that of its
-    first 50 (a zero-initialised output layer under a slow warm-up starts
-    exactly uniform and leaves it step by step; a collapsed one hovers)."""
-    early, late = spread[:GROWTH_BATCHES], spread[-GROWTH_BATCHES:]
-    if not (np.isfinite(early).any() and np.isfinite(late).any()):
-        return False
-    floor = 1e-6 / k  # float32 rounding of probabilities near 1/k
-    return np.nanmedian(late) > GROWTH * np.nanmedian(early) + floor
+    its spread (where measured; else of the loss's distance from ln k, `off`)
+    over the run's last 50 batches is over twice that of its first 50. A
+    zero-initialised output layer under a slow warm-up starts exactly
+    uniform and leaves it step by step; a dead or collapsed one does not."""
+    if np.isfinite(spread).all():
+        measure, floor = spread, 1e-6 / k  # float32 rounding of p near 1/k
+    else:
+        measure, floor = off, 1e-5  # float32 rounding of a mean near ln k
+    early, late = measure[:GROWTH_BATCHES], measure[-GROWTH_BATCHES:]
+    return bool(np.median(late) > GROWTH * np.median(early) + floor)
 
 
 def _at_uniform(loss, spread, k):

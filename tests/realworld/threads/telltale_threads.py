@@ -4,8 +4,11 @@ far above it, at or past the clip's ceiling -ln(eps) = 16.12.
 A cross-entropy stuck at ln 10 = 2.3026 on CIFAR-10, with accuracy at 0.1,
 is a model whose prediction no longer depends on its input. lossguard's
 LOSS_AT_UNIFORM reads it in `fit` (never in `diagnose`, which runs no
-training); SATURATED_PREDICTIONS reads a batch loss near or past -ln(eps)
-in both.
+training); a collapse that only hovers near ln K needs the output's spread,
+measured with `LossSanityCallback(predictions="all")` (the threads' rebuilds
+pass it: by default the callback reads the loss alone and names only an
+output that is exactly uniform); SATURATED_PREDICTIONS reads a batch loss
+near or past -ln(eps) in both.
 """
 
 from __future__ import annotations
@@ -99,6 +102,7 @@ def keras_cifar10_sgd_stuck_at_ln10():
         fit_kwargs={"batch_size": 32, "epochs": 2},
         diagnose_args=(x, y),
         seen_before_training=False,
+        callback_kwargs={"predictions": "all"},
     )
 
 
@@ -145,6 +149,7 @@ def keras_cifar10_batch128_acc_fixed():
         fit_kwargs={"batch_size": 128, "epochs": 5},
         diagnose_args=(x, y),
         seen_before_training=False,
+        callback_kwargs={"predictions": "all"},
     )
 
 
