@@ -12,15 +12,6 @@ from tests.helpers import class_data, classifier
 
 
 @pytest.fixture(scope="module")
-def model():
-    """A compiled classifier shared by the fits of this module."""
-    keras.utils.set_random_seed(0)
-    model = classifier()
-    model.compile("adam", "categorical_crossentropy")
-    return model
-
-
-@pytest.fixture(scope="module")
 def data():
     """Five batches of 8 for `model`."""
     return class_data(n=40)

@@ -16,7 +16,7 @@ from lossguard.callbacks.instrument import Instrumenter, compile_key
 from lossguard.callbacks.ledger import StepLedger
 from lossguard.callbacks.reader import BlockReader
 from lossguard.callbacks.sinks import Sinks
-from tests.helpers import RecordingSink, class_data, classifier
+from tests.helpers import RecordingSink, class_data
 
 
 class Hooks(keras.callbacks.Callback):
@@ -82,15 +82,6 @@ class Watch:
     @property
     def history(self):
         return self.reader.store.frame(("epoch", "step", "phase", "global_step"))
-
-
-@pytest.fixture(scope="module")
-def model():
-    """A compiled classifier shared by the fits of this module."""
-    keras.utils.set_random_seed(0)
-    model = classifier()
-    model.compile("adam", "categorical_crossentropy")
-    return model
 
 
 def built(model, capacity):
