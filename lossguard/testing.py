@@ -43,7 +43,9 @@ class Setup:
     saturate: bool = False
     kernel_scale: float | None = None  # the output layer's starting kernel, scaled
     dead_layer: bool = False  # a ReLU layer whose units all output 0 before the output
+    hidden: tuple = ()  # activations of Dense(32) layers between decoder and output
     learning_rate: float = 0.01
+    optimizer: str = "adam"  # or "sgd"
     epsilon: float | None = None  # the optimizer's (default: Keras')
     loss_bonus: float | None = None  # subtracted by an overridden compute_loss
     loss: object = "sparse_categorical_crossentropy"
@@ -213,11 +215,41 @@ def _float16_saturated(setup):
 
 
 @injector("LOSS_AT_UNIFORM")
+def _zeroed_frozen_output(setup):
+    """The output layer's weights start at 0 and the learning rate is 0 (a
+    model restored into a zero-initialised head, trained with a schedule
+    that starts at 0 and never rises): the logits are 0, the prediction
+    uniform, and nothing moves."""
+    setup.kernel_scale, setup.learning_rate = 0.0, 0.0
+
+
+@injector("DEAD_UNITS")
 def _dead_layer_before_the_output(setup):
     """A ReLU layer whose units all output 0 (its bias far below its inputs'
     reach, as after a learning-rate spike) feeds an output layer without a
     bias: the logits are 0, the prediction uniform, and no gradient flows."""
     setup.dead_layer = True
+
+
+@injector("EXPLODING_GRADIENTS")
+def _unscaled_regression_targets(setup):
+    """The target ids (0 to 41) regressed as numbers, unscaled, by a linear
+    output under plain SGD at a rate too high for their scale."""
+    setup.units, setup.activation, setup.loss = 1, None, "mean_squared_error"
+    setup.optimizer, setup.learning_rate = "sgd", 0.5
+
+    def data(s, src, dec, tgt):
+        return src, dec, tgt[..., None].astype("float32")
+
+    setup.data = data
+
+
+@injector("VANISHING_GRADIENTS")
+def _deep_sigmoid_stack(setup):
+    """Eight sigmoid layers between the decoder and the output, trained by
+    plain SGD: each multiplies the gradient by at most 1/4 on its way down."""
+    setup.hidden = ("sigmoid",) * 8
+    setup.optimizer, setup.learning_rate = "sgd", 0.01
 
 
 @injector("SATURATED_PREDICTIONS")
@@ -319,6 +351,8 @@ def tiny_seq2seq(fault=None, *, n=64, seed=0, glove=None):
     optimizer = keras.optimizers.Adam(
         setup.learning_rate, epsilon=setup.epsilon or keras.config.epsilon()
     )
+    if setup.optimizer == "sgd":
+        optimizer = keras.optimizers.SGD(setup.learning_rate)
     if setup.saturate:
         optimizer = keras.optimizers.SGD(0.0)  # keep the saturating weights
     model.compile(optimizer, setup.loss, loss_weights=setup.loss_weights)
@@ -363,6 +397,8 @@ def _build(setup):
     )
     if setup.negative_bonus:
         seq = _negative_bonus_layer()(seq)
+    for i, activation in enumerate(setup.hidden):
+        seq = keras.layers.Dense(32, activation, name=f"hidden_{i}")(seq)
     if setup.dead_layer:
         dead = keras.initializers.Constant(-100.0)
         seq = keras.layers.Dense(32, "relu", bias_initializer=dead, name="dead")(seq)

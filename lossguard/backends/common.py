@@ -52,6 +52,29 @@ def write_row_functionally(buffer, counter, row, capacity, after=None):
         counter.assign_add(1)
 
 
+def write_late_functionally(buffer, counter, values, start, capacity):
+    """Write `values` into the last written row, from column `start` (what
+    the step knows only after its row: the gradients)."""
+    slot = (ops.convert_to_tensor(counter) - 1) % capacity
+    updated = ops.slice_update(
+        ops.convert_to_tensor(buffer),
+        (slot, ops.convert_to_tensor(start, slot.dtype)),
+        ops.expand_dims(ops.cast(values, "float32"), 0),
+    )
+    buffer.assign(updated)
+
+
+def squared_norms(grads):
+    """Each gradient's sum of squares, as one float32 vector (0 for None)."""
+    zero = ops.convert_to_tensor(0.0)
+    return ops.stack(
+        [
+            zero if g is None else ops.sum(ops.square(ops.cast(g, "float32")))
+            for g in grads
+        ]
+    )
+
+
 def _unordered(written):
     return contextlib.nullcontext()
 

@@ -18,7 +18,9 @@ from lossguard.backends.common import (  # noqa: F401 - the protocol
     hooks_follow_each_step,
     reads_keras_logits,
     replicas_in_sync,
+    squared_norms,
     strategy_scope,
+    write_late_functionally,
     write_row_functionally,
 )
 
@@ -39,6 +41,11 @@ def write_row(buffer, counter, row, capacity):
     """Assign the whole buffer functionally (jit updates it in place, the
     state being donated)."""
     write_row_functionally(buffer, counter, row, capacity)
+
+
+def write_late(buffer, counter, values, start, capacity):
+    """The late columns of the last row, functionally like the row."""
+    write_late_functionally(buffer, counter, values, start, capacity)
 
 
 def sync(model):

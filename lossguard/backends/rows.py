@@ -29,6 +29,10 @@ class BufferRows:
     def write(self, row):
         current().write_row(self.buffer, self.counter, row, self.capacity)
 
+    def write_late(self, values, start):
+        """In the step, after `write`: the row's columns from `start`."""
+        current().write_late(self.buffer, self.counter, values, start, self.capacity)
+
     def numpy(self, model):
         """The rows, each numbered by the step that wrote it.
 

@@ -49,6 +49,40 @@ def write_row(buffer, counter, row, capacity):
     common.write_row_functionally(buffer, counter, row, capacity, after)
 
 
+def write_late(buffer, counter, values, start, capacity):
+    """Write the late columns of the last row in place (functionally under a
+    strategy)."""
+    import tensorflow as tf
+
+    value, count = getattr(buffer, "value", None), getattr(counter, "value", None)
+    if not (_in_place(value) and _in_place(count)):
+        common.write_late_functionally(buffer, counter, values, start, capacity)
+        return
+    n = int(values.shape[0])
+    slot = (count - 1) % capacity
+    indices = tf.stack(
+        [tf.fill([n], slot), tf.range(start, start + n, dtype=slot.dtype)], axis=1
+    )
+    value.scatter_nd_update(indices, tf.cast(values, "float32"))
+
+
+def squared_norms(grads):
+    """Each gradient's sum of squares; an embedding's `IndexedSlices` counts
+    each looked-up row (a token repeated in the batch counts once per
+    occurrence, not once with its summed gradient)."""
+    import tensorflow as tf
+
+    sums = []
+    for g in grads:
+        if g is None:
+            sums.append(tf.constant(0.0))
+            continue
+        if isinstance(g, tf.IndexedSlices):
+            g = g.values
+        sums.append(tf.reduce_sum(tf.square(tf.cast(g, "float32"))))
+    return tf.stack(sums)
+
+
 def after(written):
     """Count a step only once its row is written: TensorFlow orders the
     updates of different variables only when told."""

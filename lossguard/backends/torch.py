@@ -70,6 +70,32 @@ def write_row(buffer, counter, row, capacity):
         counter.value.add_(1)
 
 
+def write_late(buffer, counter, values, start, capacity):
+    """Write the late columns of the last row in place, on the device."""
+    import torch
+
+    with torch.no_grad():
+        slot = ((counter.value - 1) % capacity).reshape(1).long()
+        columns = buffer.value.narrow(1, start, int(values.shape[0]))
+        columns.index_copy_(0, slot, values.detach().float().reshape(1, -1))
+
+
+def squared_norms(grads):
+    """Each gradient's sum of squares, in two operations (a fused norm per
+    list, then one stack): eager, every op pays Python's dispatch."""
+    import torch
+
+    present = [g for g in grads if g is not None]
+    if not present:
+        return torch.zeros(len(grads))
+    norms = torch.stack(torch._foreach_norm([g.detach() for g in present]))
+    if len(present) < len(grads):
+        full = torch.zeros(len(grads), dtype=norms.dtype, device=norms.device)
+        mask = torch.tensor([g is not None for g in grads], device=norms.device)
+        norms = full.masked_scatter(mask, norms)
+    return norms.float().square()
+
+
 def is_chief(model) -> bool:
     import torch.distributed as dist
 
@@ -160,6 +186,17 @@ class DeferredRows:
         self._blocks = {}
         self._count = 0
         self._vectorise = True
+        self._late = []  # (step number, start column, parts, finish)
+
+    def keep_late(self, parts, finish, start):
+        """In the step, after `keep`: what the step's columns from `start`
+        are made of (`finish(*stacked parts)` makes them, a block at a
+        time, with NumPy)."""
+        import torch
+
+        with torch.no_grad():
+            kept = tuple(torch.as_tensor(p).detach().clone() for p in parts)
+        self._late.append((self._count, start, kept, finish))
 
     def keep(self, data, made, training):
         """In the step: keep this step's inputs (or compute its row)."""
@@ -202,7 +239,27 @@ class DeferredRows:
     def numpy(self, model):
         """The rows so far (the kept steps computed now), like a buffer."""
         self._flush_all()
+        self._write_late()
         return self._table.copy()
+
+    def _write_late(self):
+        """The late columns of the steps kept since the last read (after
+        their rows: a row computed later would overwrite them)."""
+        import torch
+
+        late, self._late = self._late, []
+        by_kind = {}
+        for number, start, parts, finish in late:
+            by_kind.setdefault((start, finish), []).append((number, parts))
+        for (start, finish), steps in by_kind.items():
+            numbers = np.asarray([number for number, _ in steps])
+            stacked = [
+                torch.stack([parts[i] for _, parts in steps]).cpu().numpy()
+                for i in range(len(steps[0][1]))
+            ]
+            columns = finish(*stacked)
+            slots = (numbers - 1) % self._held
+            self._table[slots, start : start + columns.shape[1]] = columns
 
     def _flush_all(self):
         for block in self._blocks.values():

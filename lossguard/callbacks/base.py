@@ -11,7 +11,7 @@ import warnings
 
 import keras
 
-from lossguard.diagnosis.causes import link
+from lossguard.diagnosis.causes import adopt, link
 from lossguard.diagnosis.findings import (
     SEVERITIES,
     Finding,
@@ -142,8 +142,9 @@ class FindingsCallback(keras.callbacks.Callback):
             if finding.code in recorded:  # the same code twice in one batch
                 continue
             recorded.add(finding.code)
-            self.findings.append(finding)
             new.append(finding)
+        self.findings = adopt(self.findings, new) + new
+        for finding in new:
             self._on_finding(finding)
             _LOG[finding.severity]("%s", finding)
         roots = [f for f in new if f.caused_by is None]

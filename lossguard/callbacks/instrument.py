@@ -21,6 +21,7 @@ from keras import ops
 
 from lossguard import backends
 from lossguard.callbacks import state
+from lossguard.callbacks.gradients import GradientWatch, gradient_keys
 from lossguard.diagnosis.collect import (
     BatchCollector,
     accepts_training,
@@ -51,9 +52,11 @@ def steps_per_call(model) -> int:
 class Instrumenter:
     """Installs the statistics into a model's steps and restores them."""
 
-    def __init__(self, predictions="auto"):
+    def __init__(self, predictions="auto", internals=True):
         self.predictions = predictions
+        self.internals = internals  # gradients and ReLU layers' outputs too
         self.collector = None  # BatchCollector: the row's keys and specs
+        self.gradients = None  # GradientWatch, with internals
         self.rows = None  # where the steps' rows go (state.rows_for)
         self.capacity = 0
         self.key = None  # the compile the step functions below were made for
@@ -76,7 +79,11 @@ class Instrumenter:
         model and compile; False where the last build still serves."""
         if self.key == key and self.collector is not None:
             return False
-        self.collector = BatchCollector(model, output_specs(model))
+        late = gradient_keys(model) if self.internals else []
+        self.collector = BatchCollector(
+            model, output_specs(model), activations=self.internals, late_keys=late
+        )
+        self.gradients = GradientWatch(model) if late else None
         self.capacity = max(capacity, 2 * steps_per_call(model))
         width = len(self.collector.keys) + len(state.HEADER)
         # Under tf.distribute: mirrored, and only the first replica's write
@@ -117,6 +124,7 @@ class Instrumenter:
         if reason is not None:
             return reason
         self._wrap_compute_loss(model)
+        self._watch_internals(model)
         for phase in ("train", "test"):
             name = f"{phase}_function"
             if phase not in self.functions:
@@ -154,6 +162,23 @@ class Instrumenter:
             )
         return None
 
+    def _watch_internals(self, model):
+        """Read the ReLU layers' outputs and the optimizer's gradients."""
+        self.collector.activations.install()
+        if self.gradients is None:
+            return
+        start = len(state.HEADER) + self.collector.late_start
+        rows = self.rows
+        keep = None
+        if rows.deferred:
+
+            def keep(parts, finish):
+                rows.keep_late(parts, finish, start)
+
+        self.gradients.install(
+            model, lambda values: rows.write_late(values, start), keep
+        )
+
     def _wrap_compute_loss(self, model):
         had_own = "compute_loss" in vars(model)
         self._restore = (had_own, vars(model).get("compute_loss"))
@@ -189,6 +214,9 @@ class Instrumenter:
         if threading.get_ident() == self._fit_thread:
             model.train_function = None
             model.test_function = None
+        self.collector.activations.uninstall()
+        if self.gradients is not None:
+            self.gradients.uninstall()
         if self.host is not None:
             # JAX: write the carried state back while its list still matches
             # model.metrics_variables (Keras syncs again when fit ends, also
@@ -223,11 +251,15 @@ class Instrumenter:
         """Runs in the train or test step (while Keras traces it, or on every
         step where it is eager): the step's row, or what it is computed from."""
         self.traces += 1
+        if self.gradients is not None:
+            self.gradients.forget()
         try:
+            activations = self.collector.activations.take()
             if self.rows.deferred:  # eager PyTorch: computed in blocks
                 self.collector.refine(y_pred)
                 masks = [get_mask(t) for t in state.flatten(y_pred)]
-                made = (y_pred, loss, masks, self.collector.extra_terms())
+                extra = self.collector.extra_terms()
+                made = (y_pred, loss, masks, extra, activations)
                 self.rows.keep((x, y, sample_weight), made, training)
                 return
             step = ops.convert_to_tensor(0.0)  # numbered at the read
@@ -237,7 +269,10 @@ class Instrumenter:
                 loss_state = (self.tracker.total, self.tracker.count)
             running = _running_loss(x, loss, loss_state)
             head = (step, phase, running)
-            self.rows.write(self._packed_row(x, y, y_pred, sample_weight, loss, head))
+            row = self._packed_row(
+                x, y, y_pred, sample_weight, loss, head, activations=activations
+            )
+            self.rows.write(row)
         except Exception as error:  # noqa: BLE001 - never break the user's fit
             # Eager, this runs on every step: a failure here costs lossguard
             # its rows, never the user their step.
@@ -248,15 +283,25 @@ class Instrumenter:
         """A kept step's row after its step number and phase: Keras' running
         loss after the step, then the statistics (see `state.DeferredRows`)."""
         x, y, sample_weight = data
-        y_pred, loss, masks, extra_terms, total, count = made
+        y_pred, loss, masks, extra_terms, activations, total, count = made
         loss_state = None if total is None else (total, count)
         running = _running_loss(x, loss, loss_state)
         return self._packed_row(
-            x, y, y_pred, sample_weight, loss, (running,), masks, extra_terms
-        )
+            x, y, y_pred, sample_weight, loss, (running,), masks, extra_terms,
+            activations,
+        )  # fmt: skip
 
     def _packed_row(
-        self, x, y, y_pred, sample_weight, loss, head, masks=None, extra_terms=None
+        self,
+        x,
+        y,
+        y_pred,
+        sample_weight,
+        loss,
+        head,
+        masks=None,
+        extra_terms=None,
+        activations=None,
     ):
         """One step's statistics as one float32 vector after the scalars
         `head`; computed after the step, with the outputs' `masks` and the
@@ -273,6 +318,7 @@ class Instrumenter:
             loss,
             predictions=self.predictions,
             extra_terms=extra_terms,
+            activations=activations,
         )
         if self.collector.skipped and not self._skip_logged:
             self._skip_logged = True

@@ -81,6 +81,13 @@ class LossSanityCallback(FindingsCallback):
         mlflow: Log findings to the MLflow run open when `fit` starts (tags,
             counts; the report and plot as artifacts at the end). Needs
             `pip install "lossguard[mlflow]"`.
+        internals: `True` (default) also reads, inside each training step,
+            the gradient norm of every layer as the optimizer is given it,
+            and the share of each ReLU layer's units that output 0 on the
+            whole batch (history columns `grad:<layer>`, `learning_rate`,
+            `dead:<layer>`; `EXPLODING_GRADIENTS`, `VANISHING_GRADIENTS`,
+            `DEAD_UNITS`); `False` leaves the optimizer and the layers as
+            they are.
 
     Example:
 
@@ -108,15 +115,16 @@ class LossSanityCallback(FindingsCallback):
         vocabulary=None,
         vectors=None,
         mlflow=False,
+        internals=True,
     ):
         super().__init__(action)
         self.options = options = Options(
             log_path, flush_every, capacity, predictions, tensorboard_dir,
-            check_every, keep_in_memory, vocabulary, vectors, mlflow,
+            check_every, keep_in_memory, vocabulary, vectors, mlflow, internals,
         )  # fmt: skip
         for field in dataclasses.fields(Options):  # each argument, as given
             setattr(self, field.name, getattr(options, field.name))
-        self.instrumenter = Instrumenter(predictions)
+        self.instrumenter = Instrumenter(predictions, options.internals)
         self.ledger = StepLedger(check_every)
         self.store = None  # the History, made for the first model's keys
         self.log = None if log_path is None else self._log_file()

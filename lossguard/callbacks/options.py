@@ -34,6 +34,7 @@ class Options:
     vocabulary: object = None
     vectors: object = None
     mlflow: bool = False
+    internals: bool = True
 
     def __post_init__(self):
         for name in ("log_path", "tensorboard_dir"):
@@ -45,6 +46,8 @@ class Options:
 
     def check(self):
         _one_of("predictions", self.predictions, PREDICTIONS)
+        if not isinstance(self.internals, bool):
+            _fail("internals", self.internals, "True or False")
         if not isinstance(self.capacity, int) or self.capacity < 2:
             _fail("capacity", self.capacity, "an int of at least 2")
         self._check_log()

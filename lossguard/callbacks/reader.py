@@ -150,9 +150,12 @@ class BlockReader:
             numbers = self.store.append(
                 rows, self.ledger.epoch, steps, phase, running, global_steps
             )
-            self.check(rows, numbers, steps, phase, global_steps)
+            # The trends first: a cause seen over many steps (the gradient
+            # norm that grew before the loss became NaN) is then recorded
+            # before the batch findings it explains.
             if phase == "train" and self.trends:
                 self.trend()
+            self.check(rows, numbers, steps, phase, global_steps)
             self.sinks.call(
                 "write_block", Block(rows, keys, phase, steps, global_steps)
             )

@@ -60,6 +60,24 @@ def link(new, earlier=()) -> list[Finding]:
     return _causes_first(linked)
 
 
+def adopt(earlier, new) -> list[Finding]:
+    """`earlier` findings, each root that a root of `new` explains marked as
+    its consequence: a cause seen after its symptom (a dead layer found on
+    the batches of a block whose many steps already showed the loss at
+    ln K) still leads the report."""
+    causes = [f for f in new if f.caused_by is None]
+    adopted = []
+    for finding in earlier:
+        if finding.caused_by is None:
+            for cause in causes:
+                why = reason(cause, finding)
+                if why is not None and reason(finding, cause) is None:
+                    finding = _as_consequence(finding, cause, why)
+                    break
+        adopted.append(finding)
+    return adopted
+
+
 def _roots_first(pool, finding):
     """Candidate causes, those that nothing in `pool` explains first."""
     others = [c for c in pool if c is not finding]

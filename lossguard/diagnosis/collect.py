@@ -14,6 +14,7 @@ import keras
 from keras import ops
 
 from lossguard import backends
+from lossguard.diagnosis.internals import ActivationWatch
 from lossguard.diagnosis.specs import OutputSpec, output_specs, per_output
 from lossguard.diagnosis.statistics import (
     AUX_TERM,
@@ -77,9 +78,20 @@ def replicas_in_sync() -> int:
 
 
 class BatchCollector:
-    """Knows a model's outputs and extra-loss layers; builds a batch's row."""
+    """Knows a model's outputs and extra-loss layers; builds a batch's row.
 
-    def __init__(self, model, specs: list[OutputSpec] | None = None):
+    `activations`: also read the ReLU-family layers' outputs (install
+    `activations` around the forward pass); `late_keys`: columns the row
+    leaves NaN for a later write in the same step (the gradients), last.
+    """
+
+    def __init__(
+        self,
+        model,
+        specs: list[OutputSpec] | None = None,
+        activations: bool = True,
+        late_keys=(),
+    ):
         self.model = model
         self.specs = specs if specs is not None else output_specs(model)
         self.names = [s.name for s in self.specs]
@@ -91,6 +103,8 @@ class BatchCollector:
         self.keys = list(GLOBAL_KEYS)
         self.keys += [AUX_TERM.name + layer.name for layer in self.aux_layers]
         self.keys.append(AUX_TERM.name + "other")
+        self.activations = ActivationWatch(model if activations else None)
+        self.keys += self.activations.keys
         for spec in self.specs:
             prefix = "" if self.single else f"{spec.name}/"
             self.keys += [prefix + key for key in OUTPUT_KEYS]
@@ -102,6 +116,9 @@ class BatchCollector:
             self.output_losses = [loss_object(loss) for loss in self.losses]
             for spec in self.specs:
                 self.keys += [f"{spec.name}/{s.name}" for s in OUTPUT_LOSS_STATS]
+        #: Where the late columns start in a packed row (after its head).
+        self.late_start = len(self.keys)
+        self.keys += list(late_keys)
 
     def refine(self, y_pred) -> bool:
         """Learn the specs of outputs whose shape was unknown before a batch
@@ -126,15 +143,24 @@ class BatchCollector:
         return model_losses, by_layer
 
     def row(
-        self, x, y, y_pred, sample_weight, loss, predictions="all", extra_terms=None
+        self,
+        x,
+        y,
+        y_pred,
+        sample_weight,
+        loss,
+        predictions="all",
+        extra_terms=None,
+        activations=None,
     ):
         """The batch's statistics as a dict of float32 scalar tensors.
 
         `predictions="auto"` skips the full-width prediction statistics of
         outputs that are a float32 Keras softmax (a distribution by
         construction; see `skipped`); `"all"` takes them everywhere.
-        `extra_terms`: what `extra_terms()` returned during the step, where
-        the row is computed after it (default: read now).
+        `extra_terms`, `activations`: what `extra_terms()` and
+        `activations.take()` returned during the step, where the row is
+        computed after it (default: read now).
         """
         self.skipped = []
         self.refine(y_pred)
@@ -146,6 +172,7 @@ class BatchCollector:
             for layer, terms in zip(self.aux_layers, by_layer, strict=True)
         }
         stats.update(model_statistics(loss, x, model_losses, layer_terms, replicas))
+        stats.update(self.activations.values(activations))
         outputs = zip(
             self.specs,
             per_output(y, self.names),

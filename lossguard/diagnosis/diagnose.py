@@ -221,7 +221,8 @@ def _eager_row(model, collector, bx, by, bw, step, found, notes):
     specs = collector.specs
     y_pred = None
     try:
-        y_pred = model(bx, training=False)
+        with collector.activations.installed():
+            y_pred = model(bx, training=False)
         loss = call_compute_loss(model.compute_loss, bx, by, y_pred, bw)
     except (ValueError, TypeError) as error:
         raise ValueError(
@@ -351,7 +352,8 @@ def _compiled_step(model, collector):
     def step(bx, by, bw):
         model = owner()
         traced = BatchCollector(model, specs)
-        y_pred = model(bx, training=False)
+        with traced.activations.installed():
+            y_pred = model(bx, training=False)
         loss = call_compute_loss(model.compute_loss, bx, by, y_pred, bw)
         return traced.pack(traced.row(bx, by, y_pred, bw, loss))
 

@@ -160,6 +160,7 @@ def test_the_callback_hands_each_argument_to_its_own_option(tmp_path):
         "vocabulary": ["", "the"],
         "vectors": object(),
         "mlflow": False,
+        "internals": False,
     }
     assert set(given) == {field.name for field in dataclasses.fields(Options)}
     cb = LossSanityCallback(action="record", **given)

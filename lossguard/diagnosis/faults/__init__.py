@@ -11,6 +11,8 @@ Importing this package declares every code (`lossguard.diagnosis.registry`):
 - `config`: SINGLE_UNIT_CATEGORICAL, INVALID_LABEL_SMOOTHING,
   SINGLE_UNIT_SOFTMAX, OPTIMIZER_EPSILON_UNDERFLOW
 - `seq2seq`: DECODER_TARGET_NOT_SHIFTED, PADDING_NOT_MASKED
+- `telltales`: LOSS_AT_UNIFORM, SATURATED_PREDICTIONS
+- `internals`: EXPLODING_GRADIENTS, VANISHING_GRADIENTS, DEAD_UNITS
 - `embeddings`: EMBEDDING_OOV_ROWS, EMBEDDING_MISALIGNED, EMBEDDING_DRIFT
 - `consequences`: which of these codes explains which (root causes)
 
@@ -43,6 +45,7 @@ from lossguard.diagnosis.faults import (  # noqa: F401
     config,
     consequences,
     embeddings,
+    internals,
     labels,
     loss_terms,
     predictions,

@@ -25,6 +25,11 @@ from lossguard.diagnosis.faults.embeddings import (
     EMBEDDING_MISALIGNED,
     EMBEDDING_OOV_ROWS,
 )
+from lossguard.diagnosis.faults.internals import (
+    DEAD_UNITS,
+    EXPLODING_GRADIENTS,
+    VANISHING_GRADIENTS,
+)
 from lossguard.diagnosis.faults.labels import (
     EMPTY_LABEL_ROWS,
     LABEL_SUM_NOT_ONE,
@@ -43,7 +48,10 @@ from lossguard.diagnosis.faults.predictions import (
     PREDICTIONS_NOT_PROBABILITIES,
 )
 from lossguard.diagnosis.faults.seq2seq import PADDING_NOT_MASKED
-from lossguard.diagnosis.faults.telltales import SATURATED_PREDICTIONS
+from lossguard.diagnosis.faults.telltales import (
+    LOSS_AT_UNIFORM,
+    SATURATED_PREDICTIONS,
+)
 
 # ------------------------------------------------------- one unit, one class
 SINGLE_UNIT_CATEGORICAL.explains(
@@ -119,7 +127,33 @@ LABELS_OUT_OF_RANGE.explains(
     "target outside [0, 1] makes log(1 - p) or log(p) unbounded.",
 )
 
+EXPLODING_GRADIENTS.explains(
+    NONFINITE_LOSS,
+    "each step moves the weights by the learning rate times a gradient that "
+    "grows geometrically, until the weights, the predictions and the loss "
+    "overflow float32 (inf, then inf - inf = NaN).",
+)
+
+# ------------------------------------------------------------ inside the model
+DEAD_UNITS.explains(
+    LOSS_AT_UNIFORM,
+    "a layer whose units are all 0 gives the layers after it the same input "
+    "for every sample, so the output is the same for every sample, and "
+    "without a bias after it the logits are 0: p = 1/K.",
+)
+DEAD_UNITS.explains(
+    VANISHING_GRADIENTS,
+    "ReLU's derivative is 0 below 0, so the gradient reaching the layers "
+    "below a dead layer passes only through its few live units.",
+)
+
 # ------------------------------------------------- a loss at the clip's ceiling
+EXPLODING_GRADIENTS.explains(
+    SATURATED_PREDICTIONS,
+    "steps that grow with the gradient push the logits apart by far more "
+    "than 104, where float32's softmax rounds the true class's p to 0 and "
+    "the clip sets its term to -ln(eps).",
+)
 LOW_PRECISION_SATURATION.explains(
     SATURATED_PREDICTIONS,
     "a true-class probability that rounds to 0 in float16 is clipped to eps, "

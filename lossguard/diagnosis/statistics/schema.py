@@ -7,6 +7,7 @@ computes them; this one only gathers the declarations.
 from __future__ import annotations
 
 from .common import Stat
+from .internals import LEARNING_RATE, PREFIXED
 from .labels import LABEL_STATS
 from .layout import LAYOUT_STATS
 from .losses import AUX_TERM, CLIP_STATS, GLOBAL_STATS, OUTPUT_LOSS_STATS
@@ -34,7 +35,10 @@ _BY_NAME = {s.name: s for s in (*GLOBAL_STATS, *OUTPUT_STATS, *OUTPUT_LOSS_STATS
 
 def stat_of(key: str) -> Stat:
     """The declaration behind a packed key (`label_min`, `out/label_min`,
-    `aux:dense`, ...)."""
-    if key.startswith(AUX_TERM.name):
-        return AUX_TERM
+    `aux:dense`, `grad:dense`, ...)."""
+    for stat in (AUX_TERM, *PREFIXED):
+        if key.startswith(stat.name):
+            return stat
+    if key == LEARNING_RATE.name:
+        return LEARNING_RATE
     return _BY_NAME[key.rsplit("/", 1)[-1]]

@@ -1,0 +1,176 @@
+"""The gradients of each step, read where the optimizer is given them.
+
+Every Keras trainer hands the step's gradients to its optimizer (TensorFlow
+through `apply_gradients`, JAX through `stateless_apply`, PyTorch directly:
+all of them call `optimizer.apply`) and then calls `model.compute_metrics`.
+`GradientWatch` wraps both on the instances, for the run:
+
+- in `apply`, before the update, each trainable variable's sum of squared
+  gradients and the step's learning rate are taken (no second backward
+  pass: the gradients are the step's own);
+- in `compute_metrics`, after the update and inside the step (where JAX
+  carries the rows' variables), they are written into the gradient columns
+  of the row `compute_loss` wrote for the same step.
+
+Where the gradients cannot be read (a `LossScaleOptimizer`, whose JAX step
+does not call `apply` outside a conditional; a `tf.distribute` step; a
+custom `train_step` that calls neither), the columns stay NaN and `reason`
+says why, once.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import keras
+from keras import ops
+
+from lossguard import backends
+from lossguard.diagnosis.internals import gradient_groups
+from lossguard.diagnosis.statistics.internals import (
+    GRADIENT_NORM,
+    LEARNING_RATE,
+    gradient_norms,
+    group_matrix,
+)
+
+logger = logging.getLogger("lossguard")
+
+
+def gradient_keys(model) -> list:
+    """The row's gradient columns for `model` (empty where there are none)."""
+    if not getattr(model, "trainable_variables", None):
+        return []
+    names, _ = gradient_groups(model)
+    return [GRADIENT_NORM.name + name for name in names] + [LEARNING_RATE.name]
+
+
+class GradientWatch:
+    """Wraps a model's optimizer `apply` and `compute_metrics` for a run.
+
+    `write(values)` writes a step's gradient columns (in the step); where the
+    rows are computed after the step (PyTorch's kept steps), `keep(parts,
+    finish)` keeps the step's raw parts and `finish(*stacked)` turns a block
+    of them into columns with NumPy.
+    """
+
+    def __init__(self, model):
+        self.reason = None  # why the gradients cannot be read, or None
+        self.error = None  # the first failure while reading them
+        self.pending = None
+        self._restore = []
+        names, group_of = gradient_groups(model)
+        self.groups = names
+        self.matrix = group_matrix(group_of, len(names))
+        self.variables = [id(v) for v in model.trainable_variables]
+        optimizer = getattr(model, "optimizer", None)
+        if optimizer is None:
+            self.reason = "the model has no optimizer"
+        elif isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+            self.reason = (
+                "a LossScaleOptimizer (mixed precision) applies its gradients "
+                "inside a conditional"
+            )
+        elif backends.current().replicas_in_sync() > 1:
+            self.reason = "each replica of a distributed step holds its own gradients"
+
+    # ------------------------------------------------------------ install
+    def install(self, model, write, keep=None):
+        """Wrap `model.optimizer.apply` and `model.compute_metrics`."""
+        if self.reason is not None or self._restore:
+            return
+        optimizer = model.optimizer
+        self._wrap(optimizer, "apply", self._watching_apply(optimizer, keep))
+        self._wrap(model, "compute_metrics", self._writing(model, write))
+
+    def uninstall(self):
+        for owner, name, had_own, previous in self._restore:
+            if had_own:
+                setattr(owner, name, previous)
+            else:
+                vars(owner).pop(name, None)
+        self._restore = []
+        self.pending = None
+
+    def _wrap(self, owner, name, make):
+        had_own = name in vars(owner)
+        previous = vars(owner).get(name)
+        setattr(owner, name, make(getattr(owner, name)))
+        self._restore.append((owner, name, had_own, previous))
+
+    def forget(self):
+        """A new step began (its `compute_loss` ran): nothing is pending."""
+        self.pending = None
+
+    # ------------------------------------------------------- in the step
+    def _watching_apply(self, optimizer, keep):
+        def make(apply):
+            def watched_apply(grads, trainable_variables=None):
+                try:
+                    parts = self._parts(optimizer, grads, trainable_variables)
+                    if parts is not None:
+                        if keep is not None:
+                            keep(parts, self.finish)
+                        else:
+                            self.pending = gradient_norms(
+                                parts[0], self.matrix, parts[1]
+                            )
+                except Exception as error:  # noqa: BLE001 - never the update
+                    self._failed(error)
+                return apply(grads, trainable_variables)
+
+            return watched_apply
+
+        return make
+
+    def _writing(self, model, write):
+        def make(compute_metrics):
+            def writing_compute_metrics(*args, **kwargs):
+                if self.pending is not None:
+                    values, self.pending = self.pending, None
+                    try:
+                        write(values)
+                    except Exception as error:  # noqa: BLE001 - never the step
+                        self._failed(error)
+                return compute_metrics(*args, **kwargs)
+
+            return writing_compute_metrics
+
+        return make
+
+    def _parts(self, optimizer, grads, trainable_variables):
+        """(each variable's sum of squared gradients, learning rate), in the
+        model's variable order, or None where they do not match it."""
+        grads = list(grads)
+        if trainable_variables is not None:
+            ids = [id(v) for v in trainable_variables]
+            if ids != self.variables:
+                place = {i: n for n, i in enumerate(ids)}
+                if set(place) != set(self.variables):
+                    return None
+                grads = [grads[place[i]] for i in self.variables]
+        if len(grads) != len(self.variables):
+            return None
+        squared = backends.current().squared_norms(grads)
+        return squared, _learning_rate(optimizer)
+
+    def finish(self, squared, rates):
+        """A block of kept steps' columns: (steps, groups + 1), NumPy."""
+        import numpy as np
+
+        sums = np.asarray(squared, "float64").reshape(len(rates), -1) @ self.matrix
+        return np.concatenate(
+            [np.sqrt(sums), np.asarray(rates, "float64").reshape(-1, 1)], axis=1
+        ).astype("float32")
+
+    def _failed(self, error):
+        if self.error is None:
+            self.error = error
+            logger.debug("lossguard could not read the gradients", exc_info=True)
+
+
+def _learning_rate(optimizer):
+    try:
+        return ops.convert_to_tensor(optimizer.learning_rate, "float32")
+    except Exception:  # noqa: BLE001 - a schedule lossguard cannot evaluate
+        return ops.convert_to_tensor(float("nan"))
