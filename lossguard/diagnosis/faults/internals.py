@@ -232,13 +232,14 @@ def vanishing_gradients(ctx):
         return []
     first = small[0]
     smallest = min(small, key=lambda i: ratios[i])
+    also = _smallest(groups, ratios, first, smallest)
     return [
         VANISHING_GRADIENTS.finding(
             f"Over the last {VANISHING_STEPS} training steps (from step "
             f"{int(ctx.steps[start])}) the loss stayed at {num(early)} to "
             f"{num(late)}, while layer '{groups[first]}' got a median gradient "
             f"norm of {num(medians[first])}: {_below(ratios[first])} the last "
-            f"layer '{groups[-1]}' ({num(last)}){_smallest(groups, ratios, first, smallest)}.",
+            f"layer '{groups[-1]}' ({num(last)}){also}.",
             "By the chain rule a layer's gradient is the product of the "
             "Jacobians of every layer above it. Saturating activations "
             "(sigmoid' <= 1/4, tanh' <= 1, and near 0 once saturated) and "
