@@ -17,7 +17,8 @@ fit), so nothing retraces. With
 variants alternate one-epoch fits, every one timed: the finest alternation,
 which the machine's drift between minutes disturbs least.
 Prints the median steady-state epoch and train-step times and their ratios
-to plain Keras, for the default callback and for `predictions="all"`, and
+to plain Keras, for the default callback (gradient norms and ReLU layers
+read: `internals=True`), for `internals=False` and for `predictions="all"`, and
 the median of the paired ratios (each epoch against plain Keras' epoch of
 the same round and number, run next to it: the machine's drift cancels).
 The variants run in turn, every other round in reverse order.
@@ -201,6 +202,9 @@ def main(argv=None):
         runs = {
             "keras": None,
             "lossguard": lambda: lossguard.LossSanityCallback(action="record"),
+            "lossguard internals=False": lambda: lossguard.LossSanityCallback(
+                action="record", internals=False
+            ),
         }
         measure(
             "classifier 20-64-10, batch 32, 2000 steps/epoch + 500 validation",
@@ -227,6 +231,9 @@ def main(argv=None):
             "lossguard": lambda: lossguard.LossSanityCallback(action="record"),
             "lossguard predictions='all'": lambda: lossguard.LossSanityCallback(
                 action="record", predictions="all"
+            ),
+            "lossguard internals=False": lambda: lossguard.LossSanityCallback(
+                action="record", internals=False
             ),
         }
         measure(

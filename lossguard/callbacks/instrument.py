@@ -17,6 +17,7 @@ import logging
 import threading
 
 import keras
+import numpy as np
 from keras import ops
 
 from lossguard import backends
@@ -84,6 +85,8 @@ class Instrumenter:
             model, output_specs(model), activations=self.internals, late_keys=late
         )
         self.gradients = GradientWatch(model) if late else None
+        self.unbuilt = self.internals and not getattr(model, "built", True)
+        self.gradients_said = False
         self.capacity = max(capacity, 2 * steps_per_call(model))
         width = len(self.collector.keys) + len(state.HEADER)
         # Under tf.distribute: mirrored, and only the first replica's write
@@ -245,6 +248,42 @@ class Instrumenter:
                 "call compute_loss"
             )
         return f"the {step} step did not call model.compute_loss"
+
+    def unseen_gradients(self, model, rows):
+        """Why the gradient columns of a training block's `rows` are empty,
+        the first time they are (None where they were read, or were never
+        asked for, or this was said already)."""
+        if not self.internals or self.gradients_said:
+            return None
+        late = self.collector.late_start
+        if self.gradients is None:
+            if not self.unbuilt:
+                return None  # nothing to train: no gradient to read
+            reason = (
+                f"{type(model).__name__} was not built when fit began (its "
+                "variables are made at the first step; build it first, e.g. "
+                "with a keras.Input)"
+            )
+        elif np.isfinite(rows[:, late:]).any():
+            return None
+        else:
+            reason = self.gradients.reason
+            if reason is None and self.gradients.error is not None:
+                error = self.gradients.error
+                reason = f"reading them failed ({type(error).__name__}: {error})"
+            if reason is None and self.custom_step["train"]:
+                reason = (
+                    f"{type(model).__name__} overrides train_step and does not "
+                    "hand its gradients to optimizer.apply and then call "
+                    "compute_metrics"
+                )
+            if reason is None:
+                reason = (
+                    "the train step did not hand its gradients to "
+                    "optimizer.apply and then call compute_metrics"
+                )
+        self.gradients_said = True
+        return reason
 
     # ------------------------------------------------------ in the step
     def _record(self, x, y, y_pred, sample_weight, loss, training):

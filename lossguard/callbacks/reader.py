@@ -153,6 +153,8 @@ class BlockReader:
             # The trends first: a cause seen over many steps (the gradient
             # norm that grew before the loss became NaN) is then recorded
             # before the batch findings it explains.
+            if phase == "train":
+                self.say_unseen_gradients(model, rows)
             if phase == "train" and self.trends:
                 self.trend()
             self.check(rows, numbers, steps, phase, global_steps)
@@ -174,6 +176,16 @@ class BlockReader:
             where = {"epoch": self.ledger.epoch, "step": int(steps[i]), "phase": phase}
             found = [dataclasses.replace(f, **where) for f in batch]
             self.add(found, int(global_steps[i]))
+
+    def say_unseen_gradients(self, model, rows) -> None:
+        """Where the steps wrote no gradient norms, say once why."""
+        reason = self.instrumenter.unseen_gradients(model, rows)
+        if reason is not None:
+            self.warn(
+                f"lossguard cannot see this model's gradients: {reason}. It "
+                "does not check EXPLODING_GRADIENTS or VANISHING_GRADIENTS "
+                "here; everything else it checks as before."
+            )
 
     def trend(self) -> None:
         """Run the trend checks over the last training batches held (a few
