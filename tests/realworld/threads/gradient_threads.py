@@ -218,7 +218,7 @@ def proteomicsml_ccs_lstm_relu_output_dead():
     c = layers.Dense(
         1,
         activation="relu",
-        kernel_initializer=keras.initializers.GlorotUniform(seed=UNLUCKY_SEED),
+        kernel_initializer=keras.initializers.GlorotUniform(seed=0),  # unlucky
     )(c)
     model = keras.Model([input_a, input_b], c)
     model.compile(optimizer="adam", loss="mean_squared_error")
@@ -239,8 +239,6 @@ def proteomicsml_ccs_lstm_relu_output_dead():
         diagnose_args=(x, y),
     )
 
-
-UNLUCKY_SEED = 0
 
 
 @thread
