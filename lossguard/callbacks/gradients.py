@@ -71,7 +71,7 @@ class GradientWatch:
                 "a LossScaleOptimizer (mixed precision) applies its gradients "
                 "inside a conditional"
             )
-        elif backends.current().replicas_in_sync() > 1:
+        elif _replicas(model) > 1:
             self.reason = "each replica of a distributed step holds its own gradients"
 
     # ------------------------------------------------------------ install
@@ -167,6 +167,16 @@ class GradientWatch:
         if self.error is None:
             self.error = error
             logger.debug("lossguard could not read the gradients", exc_info=True)
+
+
+def _replicas(model) -> int:
+    """Replicas of the model's `tf.distribute` strategy (1 elsewhere): read
+    from the strategy, since the callback starts outside its replica context."""
+    strategy = getattr(model, "distribute_strategy", None)
+    try:
+        return int(getattr(strategy, "num_replicas_in_sync", 1) or 1)
+    except (TypeError, ValueError):
+        return 1
 
 
 def _learning_rate(optimizer):

@@ -292,31 +292,45 @@ class Instrumenter:
         self.traces += 1
         if self.gradients is not None:
             self.gradients.forget()
+        activations = self.collector.activations.take()
         try:
-            activations = self.collector.activations.take()
-            if self.rows.deferred:  # eager PyTorch: computed in blocks
-                self.collector.refine(y_pred)
-                masks = [get_mask(t) for t in state.flatten(y_pred)]
-                extra = self.collector.extra_terms()
-                made = (y_pred, loss, masks, extra, activations)
-                self.rows.keep((x, y, sample_weight), made, training)
-                return
-            step = ops.convert_to_tensor(0.0)  # numbered at the read
-            phase = ops.convert_to_tensor(0.0 if training else 1.0)
-            loss_state = None
-            if self.tracker is not None and state.needs_carried_state():
-                loss_state = (self.tracker.total, self.tracker.count)
-            running = _running_loss(x, loss, loss_state)
-            head = (step, phase, running)
-            row = self._packed_row(
-                x, y, y_pred, sample_weight, loss, head, activations=activations
-            )
-            self.rows.write(row)
+            self._row(x, y, y_pred, sample_weight, loss, training, activations)
         except Exception as error:  # noqa: BLE001 - never break the user's fit
+            if any(read is not None for read in activations):
+                # A ReLU layer's read left over from another trace (a
+                # layer this step did not run, after a predict): once more
+                # without the reads.
+                try:
+                    nothing = (None,) * len(activations)
+                    self._row(x, y, y_pred, sample_weight, loss, training, nothing)
+                    return
+                except Exception:  # noqa: BLE001 - reported below
+                    pass
             # Eager, this runs on every step: a failure here costs lossguard
             # its rows, never the user their step.
             self.trace_error = error
             logger.debug("lossguard could not build its statistics", exc_info=True)
+
+    def _row(self, x, y, y_pred, sample_weight, loss, training, activations):
+        """Write the step's row (or keep what it is computed from)."""
+        if self.rows.deferred:  # eager PyTorch: computed in blocks
+            self.collector.refine(y_pred)
+            masks = [get_mask(t) for t in state.flatten(y_pred)]
+            extra = self.collector.extra_terms()
+            made = (y_pred, loss, masks, extra, activations)
+            self.rows.keep((x, y, sample_weight), made, training)
+            return
+        step = ops.convert_to_tensor(0.0)  # numbered at the read
+        phase = ops.convert_to_tensor(0.0 if training else 1.0)
+        loss_state = None
+        if self.tracker is not None and state.needs_carried_state():
+            loss_state = (self.tracker.total, self.tracker.count)
+        running = _running_loss(x, loss, loss_state)
+        head = (step, phase, running)
+        row = self._packed_row(
+            x, y, y_pred, sample_weight, loss, head, activations=activations
+        )
+        self.rows.write(row)
 
     def _deferred_row(self, data, made):
         """A kept step's row after its step number and phase: Keras' running

@@ -44,6 +44,11 @@ CODE_ONLY = {"LABELS_OUT_OF_RANGE", "EMBEDDING_DRIFT", "SATURATED_PREDICTIONS"}
 #: over one unit (the loss trains while the output stays 1); JAX and PyTorch
 #: read the constant 1 (the loss sits at 16.12 times the share of 0 labels).
 TEXT_BY_BACKEND = {"SINGLE_UNIT_SOFTMAX"}
+#: Findings of a scenario whose step and numbers are where float32 overflows:
+#: the injected divergence grows the loss ~10x a step, and the step at which
+#: it passes 3.4e38 (NONFINITE_LOSS) moves by one with each backend's rounding
+#: (the EXPLODING_GRADIENTS finding before it, its norms included, agrees).
+AT_OVERFLOW = {"EXPLODING_GRADIENTS": {"NONFINITE_LOSS"}}
 
 
 @pytest.fixture(scope="module")
@@ -170,6 +175,13 @@ def _differences(ours, theirs):
             keys = ("severity", "epoch", "step", "phase", "text")
             if finding["code"] in TEXT_BY_BACKEND:
                 keys = keys[:-1]
+            if finding["code"] in AT_OVERFLOW.get(code, ()):
+                if (finding["severity"], finding["phase"]) != (
+                    twin["severity"],
+                    twin["phase"],
+                ):
+                    out.append(f"{code}/{finding['code']}: severity or phase differs")
+                continue
             for key in keys:
                 if finding[key] != twin[key]:
                     out.append(f"{code}/{finding['code']}: {key} differs")

@@ -98,6 +98,7 @@ def rng(seed=0):
 from tests.realworld.threads import (  # noqa: E402,F401
     config_threads,
     embedding_threads,
+    gradient_threads,
     label_threads,
     loss_threads,
     nonfinite_threads,
