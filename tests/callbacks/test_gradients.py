@@ -130,3 +130,71 @@ def test_a_loss_scale_optimizer_says_once_it_hides_the_gradients():
     assert "does not check EXPLODING_GRADIENTS or VANISHING_GRADIENTS" in said[0]
     assert cb.history["grad:linear"].isna().all()
     assert cb.report.get("NEGATIVE_LABELS") is not None
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() == "torch",
+    reason="eager PyTorch: a read left from another call is a real tensor",
+)
+def test_a_relu_read_left_from_another_trace_costs_only_that_read():
+    """A ReLU layer the step never runs still holds a read from elsewhere
+    (here a symbolic tensor, as from a predict traced mid-fit): the row is
+    recorded without the step's reads, never lost."""
+
+    class TwoHeads(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.hidden = keras.layers.Dense(8, "relu", name="hidden")
+            self.unused = keras.layers.Dense(8, "relu", name="unused")
+            self.out = keras.layers.Dense(1, name="out")
+
+        def call(self, x):
+            return self.out(self.hidden(x))
+
+    keras.utils.set_random_seed(0)
+    model = TwoHeads()  # built by fit, before the callback starts
+    model.compile("sgd", "mse")
+    stale = keras.KerasTensor((None, 8), dtype="float32")
+
+    class Poison(keras.callbacks.Callback):
+        """After lossguard's on_train_begin (its reads are installed)."""
+
+        def on_train_begin(self, logs=None):
+            watch = cb.instrumenter.collector.activations
+            assert [layer.name for layer in watch.layers] == ["hidden", "unused"]
+            watch.latest["unused"] = (stale, stale)
+
+    cb = lossguard.LossSanityCallback(action="record")
+    model.fit(*data(), batch_size=10, verbose=0, callbacks=[cb, Poison()])
+    train = cb.history[cb.history["phase"] == "train"]
+    assert len(train) == 4 and np.isfinite(train["loss"]).all()
+    assert train["dead:unused"].isna().all()  # the stale read, dropped
+
+
+def test_a_model_whose_layers_are_built_at_the_first_step_says_so_once():
+    """`build(shape)` on a subclassed model makes no variables: its layers
+    make them inside the first step, after lossguard chose its columns."""
+
+    class Small(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.hidden = keras.layers.Dense(8, "relu")
+            self.out = keras.layers.Dense(1)
+
+        def call(self, x):
+            return self.out(self.hidden(x))
+
+    model = Small()
+    model.build((None, 4))
+    model.compile("sgd", "mse")
+    cb = lossguard.LossSanityCallback(action="record")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(*data(), batch_size=10, epochs=2, verbose=0, callbacks=[cb])
+    said = [str(w.message) for w in caught if "gradients" in str(w.message)]
+    assert np.isfinite(cb.history["loss"]).all()
+    if keras.backend.backend() == "tensorflow":  # built inside the first step
+        assert len(said) == 1 and "was not built when fit began" in said[0], said
+        assert "dead:dense" in cb.history  # the ReLU layer is read anyway
+    else:  # JAX and PyTorch build it before the callbacks start
+        assert said == [] and np.isfinite(cb.history["grad:dense"]).all()

@@ -135,6 +135,13 @@ EXPLODING_GRADIENTS.explains(
 )
 
 # ------------------------------------------------------------ inside the model
+EXPLODING_GRADIENTS.explains(
+    DEAD_UNITS,
+    "a step of the learning rate times a gradient orders larger than before "
+    "moves a ReLU layer's weights and biases so far that its pre-activations "
+    "fall below 0 for every input, where ReLU's gradient is 0 and nothing "
+    "brings them back.",
+)
 DEAD_UNITS.explains(
     LOSS_AT_UNIFORM,
     "a layer whose units are all 0 gives the layers after it the same input "

@@ -51,8 +51,11 @@ EXPLOSION = 100.0
 EXPLOSION_STEPS = 20
 #: ... where a jump is a finite loss this many times its earlier median.
 LOSS_JUMP = 100.0
-#: The first layers' gradient norm at most this share of the last layer's...
-VANISHING_RATIO = 1e-3
+#: The first layers' gradient norm at most this share of the last layer's
+#: (2.3 orders of magnitude: four sigmoid layers can shrink it to 1/256; a
+#: thread's four-sigmoid stack that did not learn measured 1.9e-3, the
+#: healthy deep stacks of the controls 2.7e-2 and above)...
+VANISHING_RATIO = 5e-3
 #: ... over at least this many training steps...
 VANISHING_STEPS = 200
 #: ... while the loss (its median over the last 50 of them) is not this
@@ -129,9 +132,11 @@ def _peak(norms) -> float:
 
 
 def _blow_up(loss, total):
-    """The first step whose loss is not finite (or jumps `LOSS_JUMP` times
-    its earlier median, or whose gradient overflows while the loss is
-    finite), after at least one finite step; None where there is none."""
+    """The first step whose loss is not finite (or whose gradient overflows
+    while the loss is finite), after at least one finite step; without one,
+    the first step whose loss jumps to `LOSS_JUMP` times its earlier median
+    (a squared error grows as the square of the gradient: it jumps first);
+    None where there is neither."""
     finite = np.isfinite(loss)
     if not finite.any():
         return None
@@ -139,6 +144,7 @@ def _blow_up(loss, total):
     for i in range(first + 1, len(loss)):
         if not finite[i] or np.isinf(total[i]):
             return i
+    for i in range(first + 1, len(loss)):
         earlier = np.median(loss[first:i][finite[first:i]])
         if earlier > 0 and loss[i] >= LOSS_JUMP * earlier and loss[i] - earlier >= 1:
             return i
@@ -285,8 +291,11 @@ def _dead_layers(batch) -> list:
 
 
 def _mostly_dead(batch, name):
+    """A batch whose loss is not finite is not read: once the weights are
+    NaN, ReLU returns 0 for NaN inputs on some backends (NONFINITE_LOSS's)."""
     share = np.asarray(batch[DEAD_SHARE.name + name], "float64")
-    return share >= DEAD_SHARE_MIN
+    finite = np.isfinite(np.asarray(batch["loss"], "float64"))
+    return (share >= DEAD_SHARE_MIN) & finite
 
 
 def _dead(batch, name):

@@ -40,14 +40,16 @@ MAX_GROUPS = 32
 
 
 def fired_units(output, units_axis=-1):
-    """(True for each unit above 0 at some position of some sample, the
+    """(True for each unit not 0 at some position of some sample, the
     samples read) of one ReLU-family layer's output: two operations where
     eager (the share is taken when the row is made, `dead_share`)."""
     output = ops.convert_to_tensor(output)
     rank = len(output.shape)
     axis = units_axis % rank if rank else 0
     others = tuple(i for i in range(rank) if i != axis)
-    fired = ops.greater(output, 0)
+    # Not 0 rather than above 0: the same for a ReLU's finite outputs, and
+    # a NaN (weights already diverged) is not a unit stuck at 0.
+    fired = ops.not_equal(output, 0)
     alive = ops.any(fired, axis=others) if others else fired
     samples = output.shape[0] if rank > 1 and axis != 0 else 1
     if not isinstance(samples, int):
