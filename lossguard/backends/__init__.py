@@ -20,9 +20,10 @@ runs:
   (PyTorch: eager, a branch costs a device sync and cannot be vmapped);
 - `rows_for(model, capacity, width, compute)`: where a step's row goes;
 - `write_row(buffer, counter, row, capacity)`: write it, in the step;
-- `write_late(buffer, counter, values, start, capacity)`: write the
-  columns from `start` of the step's row after the optimizer's update;
-- `squared_norms(grads)`: each gradient's sum of squares, as a vector;
+- `create_late(model, capacity, width)`, `write_late(late, counter,
+  values, capacity)`: a second buffer for what the step knows after its row
+  (the gradients), written at that row's slot;
+- `gradient_norms(grads)`: each gradient's L2 norm, as a vector;
 - `sync(model)`: bring the carried state back to the variables;
 - `is_chief(model)`: whether this process writes logs;
 - `replicas_in_sync()`, `gather(row)`: the replicas of a distributed step;

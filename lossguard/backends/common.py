@@ -52,24 +52,33 @@ def write_row_functionally(buffer, counter, row, capacity, after=None):
         counter.assign_add(1)
 
 
-def write_late_functionally(buffer, counter, values, start, capacity):
-    """Write `values` into the last written row, from column `start` (what
-    the step knows only after its row: the gradients)."""
+def create_late(model, capacity, width, scope=contextlib.nullcontext):
+    """The buffer of the columns a step knows only after its row (its
+    gradients), one row per slot, the step's number last. -1 where never
+    written (a norm is never negative)."""
+    with scope():
+        return keras.Variable(
+            np.full((capacity, width), -1.0, "float32"),
+            trainable=False,
+            name="lossguard_late_stats",
+            aggregation="only_first_replica",
+        )
+
+
+def write_late_functionally(late, counter, values, capacity):
+    """Write `values` (ending with the step's number) at the slot of the
+    row the step wrote last, with a functional scatter."""
     slot = (ops.convert_to_tensor(counter) - 1) % capacity
-    updated = ops.slice_update(
-        ops.convert_to_tensor(buffer),
-        (slot, ops.convert_to_tensor(start, slot.dtype)),
-        ops.expand_dims(ops.cast(values, "float32"), 0),
-    )
-    buffer.assign(updated)
+    index = ops.expand_dims(ops.expand_dims(slot, 0), 0)
+    late.assign(ops.scatter_update(late, index, ops.expand_dims(values, 0)))
 
 
-def squared_norms(grads):
-    """Each gradient's sum of squares, as one float32 vector (0 for None)."""
+def gradient_norms(grads):
+    """Each gradient's L2 norm, as one float32 vector (0 for None)."""
     zero = ops.convert_to_tensor(0.0)
     return ops.stack(
         [
-            zero if g is None else ops.sum(ops.square(ops.cast(g, "float32")))
+            zero if g is None else ops.sqrt(ops.sum(ops.square(ops.cast(g, "float32"))))
             for g in grads
         ]
     )

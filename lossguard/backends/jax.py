@@ -13,12 +13,13 @@ from lossguard.backends.common import (  # noqa: F401 - the protocol
     branch_free_statistics,
     compile_function,
     create,
+    create_late,
     eager,
     gather,
+    gradient_norms,
     hooks_follow_each_step,
     reads_keras_logits,
     replicas_in_sync,
-    squared_norms,
     strategy_scope,
     write_late_functionally,
     write_row_functionally,
@@ -43,9 +44,9 @@ def write_row(buffer, counter, row, capacity):
     write_row_functionally(buffer, counter, row, capacity)
 
 
-def write_late(buffer, counter, values, start, capacity):
-    """The late columns of the last row, functionally like the row."""
-    write_late_functionally(buffer, counter, values, start, capacity)
+def write_late(late, counter, values, capacity):
+    """The late columns at the last row's slot, functionally like the row."""
+    write_late_functionally(late, counter, values, capacity)
 
 
 def sync(model):

@@ -49,38 +49,39 @@ def write_row(buffer, counter, row, capacity):
     common.write_row_functionally(buffer, counter, row, capacity, after)
 
 
-def write_late(buffer, counter, values, start, capacity):
-    """Write the late columns of the last row in place (functionally under a
-    strategy)."""
+def create_late(model, capacity, width):
+    """The late columns' buffer, in the model's strategy's scope."""
+    return common.create_late(model, capacity, width, lambda: strategy_scope(model))
+
+
+def write_late(late, counter, values, capacity):
+    """The late columns at the last row's slot: one in-place scatter (a
+    functional one under a strategy)."""
     import tensorflow as tf
 
-    value, count = getattr(buffer, "value", None), getattr(counter, "value", None)
+    value, count = getattr(late, "value", None), getattr(counter, "value", None)
     if not (_in_place(value) and _in_place(count)):
-        common.write_late_functionally(buffer, counter, values, start, capacity)
+        common.write_late_functionally(late, counter, values, capacity)
         return
-    n = int(values.shape[0])
-    slot = (count - 1) % capacity
-    indices = tf.stack(
-        [tf.fill([n], slot), tf.range(start, start + n, dtype=slot.dtype)], axis=1
-    )
-    value.scatter_nd_update(indices, tf.cast(values, "float32"))
+    slot = tf.reshape((count - 1) % capacity, [1])
+    value.scatter_update(tf.IndexedSlices(tf.expand_dims(values, 0), slot))
 
 
-def squared_norms(grads):
-    """Each gradient's sum of squares; an embedding's `IndexedSlices` counts
-    each looked-up row (a token repeated in the batch counts once per
-    occurrence, not once with its summed gradient)."""
+def gradient_norms(grads):
+    """Each gradient's L2 norm, one op each; an embedding's `IndexedSlices`
+    counts each looked-up row (a token repeated in the batch counts once
+    per occurrence, not once with its summed gradient)."""
     import tensorflow as tf
 
-    sums = []
+    norms = []
     for g in grads:
         if g is None:
-            sums.append(tf.constant(0.0))
+            norms.append(tf.constant(0.0))
             continue
         if isinstance(g, tf.IndexedSlices):
             g = g.values
-        sums.append(tf.reduce_sum(tf.square(tf.cast(g, "float32"))))
-    return tf.stack(sums)
+        norms.append(tf.math.reduce_euclidean_norm(tf.cast(g, "float32")))
+    return tf.stack(norms)
 
 
 def after(written):

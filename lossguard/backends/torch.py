@@ -20,6 +20,7 @@ from keras import ops
 from lossguard.backends.common import (  # noqa: F401 - the protocol
     compile_function,
     create,
+    create_late,
     eager,
     gather,
     replicas_in_sync,
@@ -70,19 +71,18 @@ def write_row(buffer, counter, row, capacity):
         counter.value.add_(1)
 
 
-def write_late(buffer, counter, values, start, capacity):
-    """Write the late columns of the last row in place, on the device."""
+def write_late(late, counter, values, capacity):
+    """The late columns at the last row's slot, in place, on the device."""
     import torch
 
     with torch.no_grad():
         slot = ((counter.value - 1) % capacity).reshape(1).long()
-        columns = buffer.value.narrow(1, start, int(values.shape[0]))
-        columns.index_copy_(0, slot, values.detach().float().reshape(1, -1))
+        late.value.index_copy_(0, slot, values.detach().float().reshape(1, -1))
 
 
-def squared_norms(grads):
-    """Each gradient's sum of squares, in two operations (a fused norm per
-    list, then one stack): eager, every op pays Python's dispatch."""
+def gradient_norms(grads):
+    """Each gradient's L2 norm in two operations (a fused norm over the
+    list, one stack): eager, every op pays Python's dispatch."""
     import torch
 
     present = [g for g in grads if g is not None]
@@ -93,7 +93,7 @@ def squared_norms(grads):
         full = torch.zeros(len(grads), dtype=norms.dtype, device=norms.device)
         mask = torch.tensor([g is not None for g in grads], device=norms.device)
         norms = full.masked_scatter(mask, norms)
-    return norms.float().square()
+    return norms.float()
 
 
 def is_chief(model) -> bool:
@@ -186,17 +186,21 @@ class DeferredRows:
         self._blocks = {}
         self._count = 0
         self._vectorise = True
-        self._late = []  # (step number, start column, parts, finish)
+        self._late = []  # (step number, raw late values)
+        self.late_start, self.finish = 0, None
 
-    def keep_late(self, parts, finish, start):
-        """In the step, after `keep`: what the step's columns from `start`
-        are made of (`finish(*stacked parts)` makes them, a block at a
-        time, with NumPy)."""
+    def add_late(self, width, start, finish):
+        """Where the late columns go, and how a block's raw values become
+        them (see `BufferRows.add_late`)."""
+        self.late_start, self.finish = start, finish
+
+    def write_late(self, values):
+        """In the step, after `keep`: this step's raw late values (a copy:
+        the learning rate may be updated in place)."""
         import torch
 
         with torch.no_grad():
-            kept = tuple(torch.as_tensor(p).detach().clone() for p in parts)
-        self._late.append((self._count, start, kept, finish))
+            self._late.append((self._count, values.detach().clone()))
 
     def keep(self, data, made, training):
         """In the step: keep this step's inputs (or compute its row)."""
@@ -248,18 +252,15 @@ class DeferredRows:
         import torch
 
         late, self._late = self._late, []
-        by_kind = {}
-        for number, start, parts, finish in late:
-            by_kind.setdefault((start, finish), []).append((number, parts))
-        for (start, finish), steps in by_kind.items():
-            numbers = np.asarray([number for number, _ in steps])
-            stacked = [
-                torch.stack([parts[i] for _, parts in steps]).cpu().numpy()
-                for i in range(len(steps[0][1]))
-            ]
-            columns = finish(*stacked)
-            slots = (numbers - 1) % self._held
-            self._table[slots, start : start + columns.shape[1]] = columns
+        if not late or self.finish is None:
+            return
+        numbers = np.asarray([number for number, _ in late])
+        raw = torch.stack([values for _, values in late]).cpu().numpy()
+        columns = self.finish(raw)
+        slots = (numbers - 1) % self._held
+        self._table[slots, self.late_start : self.late_start + columns.shape[1]] = (
+            columns
+        )
 
     def _flush_all(self):
         for block in self._blocks.values():

@@ -5,12 +5,13 @@ through `apply_gradients`, JAX through `stateless_apply`, PyTorch directly:
 all of them call `optimizer.apply`) and then calls `model.compute_metrics`.
 `GradientWatch` wraps both on the instances, for the run:
 
-- in `apply`, before the update, each trainable variable's sum of squared
-  gradients and the step's learning rate are taken (no second backward
-  pass: the gradients are the step's own);
+- in `apply`, before the update, each trainable variable's gradient norm
+  and the step's learning rate are taken (no second backward pass: the
+  gradients are the step's own);
 - in `compute_metrics`, after the update and inside the step (where JAX
-  carries the rows' variables), they are written into the gradient columns
-  of the row `compute_loss` wrote for the same step.
+  carries the rows' variables), they are written at the slot of the row
+  `compute_loss` wrote for the same step, in a second small buffer; the
+  read groups them by layer (`finish`) into that row's gradient columns.
 
 Where the gradients cannot be read (a `LossScaleOptimizer`, whose JAX step
 does not call `apply` outside a conditional; a `tf.distribute` step; a
@@ -23,16 +24,12 @@ from __future__ import annotations
 import logging
 
 import keras
+import numpy as np
 from keras import ops
 
 from lossguard import backends
 from lossguard.diagnosis.internals import gradient_groups
-from lossguard.diagnosis.statistics.internals import (
-    GRADIENT_NORM,
-    LEARNING_RATE,
-    gradient_norms,
-    group_matrix,
-)
+from lossguard.diagnosis.statistics.internals import GRADIENT_NORM, LEARNING_RATE
 
 logger = logging.getLogger("lossguard")
 
@@ -48,10 +45,13 @@ def gradient_keys(model) -> list:
 class GradientWatch:
     """Wraps a model's optimizer `apply` and `compute_metrics` for a run.
 
-    `write(values)` writes a step's gradient columns (in the step); where the
-    rows are computed after the step (PyTorch's kept steps), `keep(parts,
-    finish)` keeps the step's raw parts and `finish(*stacked)` turns a block
-    of them into columns with NumPy.
+    In `apply` it takes each variable's gradient norm and the learning rate
+    (one vector, in the model's variable order); `write(values)` writes them
+    at the step's row. Where the rows are written in the step, that happens
+    in `compute_metrics` (after the update, inside the step: on JAX, where
+    the rows' variables are carried); where they are kept for later
+    (PyTorch's eager steps), at once. `finish` turns a block of such
+    vectors into the layers' columns, with NumPy, when the rows are read.
     """
 
     def __init__(self, model):
@@ -61,7 +61,9 @@ class GradientWatch:
         self._restore = []
         names, group_of = gradient_groups(model)
         self.groups = names
-        self.matrix = group_matrix(group_of, len(names))
+        self.members = [
+            np.flatnonzero(np.asarray(group_of) == g) for g in range(len(names))
+        ]
         self.variables = [id(v) for v in model.trainable_variables]
         optimizer = getattr(model, "optimizer", None)
         if optimizer is None:
@@ -74,14 +76,21 @@ class GradientWatch:
         elif _replicas(model) > 1:
             self.reason = "each replica of a distributed step holds its own gradients"
 
+    @property
+    def width(self) -> int:
+        """Raw values a step writes: a norm per variable, the learning rate."""
+        return len(self.variables) + 1
+
     # ------------------------------------------------------------ install
-    def install(self, model, write, keep=None):
-        """Wrap `model.optimizer.apply` and `model.compute_metrics`."""
+    def install(self, model, write, at_once=False):
+        """Wrap `model.optimizer.apply` (and, unless `at_once`,
+        `model.compute_metrics`, where the values are written)."""
         if self.reason is not None or self._restore:
             return
         optimizer = model.optimizer
-        self._wrap(optimizer, "apply", self._watching_apply(optimizer, keep))
-        self._wrap(model, "compute_metrics", self._writing(model, write))
+        self._wrap(optimizer, "apply", self._watching_apply(optimizer, write, at_once))
+        if not at_once:
+            self._wrap(model, "compute_metrics", self._writing(write))
 
     def uninstall(self):
         for owner, name, had_own, previous in self._restore:
@@ -103,18 +112,15 @@ class GradientWatch:
         self.pending = None
 
     # ------------------------------------------------------- in the step
-    def _watching_apply(self, optimizer, keep):
+    def _watching_apply(self, optimizer, write, at_once):
         def make(apply):
             def watched_apply(grads, trainable_variables=None):
                 try:
-                    parts = self._parts(optimizer, grads, trainable_variables)
-                    if parts is not None:
-                        if keep is not None:
-                            keep(parts, self.finish)
-                        else:
-                            self.pending = gradient_norms(
-                                parts[0], self.matrix, parts[1]
-                            )
+                    values = self._values(optimizer, grads, trainable_variables)
+                    if values is not None and at_once:
+                        write(values)
+                    elif values is not None:
+                        self.pending = values
                 except Exception as error:  # noqa: BLE001 - never the update
                     self._failed(error)
                 return apply(grads, trainable_variables)
@@ -123,7 +129,7 @@ class GradientWatch:
 
         return make
 
-    def _writing(self, model, write):
+    def _writing(self, write):
         def make(compute_metrics):
             def writing_compute_metrics(*args, **kwargs):
                 if self.pending is not None:
@@ -138,9 +144,9 @@ class GradientWatch:
 
         return make
 
-    def _parts(self, optimizer, grads, trainable_variables):
-        """(each variable's sum of squared gradients, learning rate), in the
-        model's variable order, or None where they do not match it."""
+    def _values(self, optimizer, grads, trainable_variables):
+        """Each variable's gradient norm then the learning rate, in the
+        model's variable order; None where the variables do not match it."""
         grads = list(grads)
         if trainable_variables is not None:
             ids = [id(v) for v in trainable_variables]
@@ -151,17 +157,22 @@ class GradientWatch:
                 grads = [grads[place[i]] for i in self.variables]
         if len(grads) != len(self.variables):
             return None
-        squared = backends.current().squared_norms(grads)
-        return squared, _learning_rate(optimizer)
+        norms = backends.current().gradient_norms(grads)
+        rate = ops.reshape(_learning_rate(optimizer), (1,))
+        return ops.concatenate([ops.cast(norms, "float32"), rate])
 
-    def finish(self, squared, rates):
-        """A block of kept steps' columns: (steps, groups + 1), NumPy."""
-        import numpy as np
-
-        sums = np.asarray(squared, "float64").reshape(len(rates), -1) @ self.matrix
-        return np.concatenate(
-            [np.sqrt(sums), np.asarray(rates, "float64").reshape(-1, 1)], axis=1
-        ).astype("float32")
+    def finish(self, raw):
+        """A block of steps' raw values (steps, variables + 1) as the
+        columns: each group's norm, then the learning rate (NaN where a step
+        wrote none: -1, the buffer's start)."""
+        raw = np.asarray(raw, "float64")
+        norms, rates = raw[:, :-1], raw[:, -1:]
+        squared = np.where(norms < 0, np.nan, norms) ** 2
+        groups = [squared[:, members].sum(axis=1) for members in self.members]
+        rates = np.where(rates < 0, np.nan, rates)
+        return np.column_stack([np.sqrt(np.column_stack(groups)), rates]).astype(
+            "float32"
+        )
 
     def _failed(self, error):
         if self.error is None:
@@ -181,6 +192,6 @@ def _replicas(model) -> int:
 
 def _learning_rate(optimizer):
     try:
-        return ops.convert_to_tensor(optimizer.learning_rate, "float32")
+        return ops.cast(ops.convert_to_tensor(optimizer.learning_rate), "float32")
     except Exception:  # noqa: BLE001 - a schedule lossguard cannot evaluate
         return ops.convert_to_tensor(float("nan"))

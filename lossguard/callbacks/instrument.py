@@ -92,6 +92,9 @@ class Instrumenter:
         # Under tf.distribute: mirrored, and only the first replica's write
         # counts (every replica holds the same, global-batch row).
         self.rows = state.rows_for(model, self.capacity, width, self._deferred_row)
+        if self.gradients is not None and self.gradients.reason is None:
+            start = len(state.HEADER) + self.collector.late_start
+            self.rows.add_late(self.gradients.width, start, self.gradients.finish)
         # The blocks are read between steps, from the begin hooks on the
         # loop's thread, where the end hooks lag the steps (JAX, PyTorch)
         # and reading needs that thread: JAX syncs its carried state, and
@@ -168,19 +171,10 @@ class Instrumenter:
     def _watch_internals(self, model):
         """Read the ReLU layers' outputs and the optimizer's gradients."""
         self.collector.activations.install()
-        if self.gradients is None:
-            return
-        start = len(state.HEADER) + self.collector.late_start
-        rows = self.rows
-        keep = None
-        if rows.deferred:
-
-            def keep(parts, finish):
-                rows.keep_late(parts, finish, start)
-
-        self.gradients.install(
-            model, lambda values: rows.write_late(values, start), keep
-        )
+        if self.gradients is not None:
+            # Kept steps (eager PyTorch) keep the values as apply takes them.
+            write, at_once = self.rows.write_late, self.rows.deferred
+            self.gradients.install(model, write, at_once)
 
     def _wrap_compute_loss(self, model):
         had_own = "compute_loss" in vars(model)

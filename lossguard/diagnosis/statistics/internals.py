@@ -7,9 +7,9 @@ Both come from the step itself, never from a second pass:
   forward pass (`fired_units`): the share of its units that output exactly
   0 at every position of the batch (every sample, every time step or
   pixel), and how many samples that is;
-- the gradients the optimizer is given (`gradient_norms`): the L2 norm of
-  each group of variables (one group per layer, contiguous layers merged
-  past `MAX_GROUPS`), and the learning rate of the step.
+- the gradients the optimizer is given (`lossguard.callbacks.gradients`):
+  the L2 norm of each group of variables (one group per layer, contiguous
+  layers merged past `MAX_GROUPS`), and the learning rate of the step.
 
 Each statistic is a prefix keyed by the layer or group it describes
 (`dead:dense_1`, `samples:dense_1`, `grad:dense_1`).
@@ -17,7 +17,6 @@ Each statistic is a prefix keyed by the layer or group it describes
 
 from __future__ import annotations
 
-import numpy as np
 from keras import ops
 
 from .common import ReplicaRule, Stat
@@ -60,21 +59,3 @@ def fired_units(output, units_axis=-1):
 def dead_share(alive):
     """The share of units that never fired (`alive` from `fired_units`)."""
     return 1.0 - ops.mean(ops.cast(alive, "float32"))
-
-
-def gradient_norms(squared, groups, learning_rate):
-    """The gradient columns: each group's L2 norm, then the learning rate.
-
-    `squared`: each variable's sum of squared gradients (a vector);
-    `groups`: the (variables, groups) 0/1 matrix saying which group each
-    variable is in."""
-    sums = ops.matmul(ops.expand_dims(ops.cast(squared, "float32"), 0), groups)[0]
-    rate = ops.reshape(ops.cast(learning_rate, "float32"), (1,))
-    return ops.concatenate([ops.sqrt(sums), rate])
-
-
-def group_matrix(group_of, n_groups):
-    """The (variables, groups) 0/1 matrix of `group_of` (a group per variable)."""
-    matrix = np.zeros((len(group_of), n_groups), "float32")
-    matrix[np.arange(len(group_of)), group_of] = 1.0
-    return matrix
