@@ -42,7 +42,14 @@ def margins(history):
 def main():
     for control in controls.CONTROLS:
         model, x, y, epochs = controls.run(control)
-        cb = watched_fit(model, x, y, batch_size=controls.BATCH, epochs=epochs)
+        cb = watched_fit(
+            model,
+            x,
+            y,
+            batch_size=controls.BATCH,
+            epochs=epochs,
+            options={"internals": True},
+        )
         train = cb.history[cb.history["phase"] == "train"]
         growth, ratio, fall, dead = margins(train)
         print(

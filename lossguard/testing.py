@@ -459,3 +459,8 @@ def same_weights(model, seed=0):
 
 #: The codes `tiny_seq2seq` can inject, in the registry's order.
 FAULTS = tuple(code for code in _REGISTRY if code in INJECTORS)
+#: The codes `LossSanityCallback` reads only with `internals=True` (the
+#: model's gradients and ReLU layers; `diagnose` reads DEAD_UNITS always).
+NEEDS_INTERNALS = frozenset(
+    {"EXPLODING_GRADIENTS", "VANISHING_GRADIENTS", "DEAD_UNITS"}
+)

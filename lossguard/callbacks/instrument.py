@@ -53,7 +53,7 @@ def steps_per_call(model) -> int:
 class Instrumenter:
     """Installs the statistics into a model's steps and restores them."""
 
-    def __init__(self, predictions="auto", internals=True):
+    def __init__(self, predictions="auto", internals=False):
         self.predictions = predictions
         self.internals = internals  # gradients and ReLU layers' outputs too
         self.collector = None  # BatchCollector: the row's keys and specs

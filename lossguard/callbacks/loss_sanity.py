@@ -81,13 +81,14 @@ class LossSanityCallback(FindingsCallback):
         mlflow: Log findings to the MLflow run open when `fit` starts (tags,
             counts; the report and plot as artifacts at the end). Needs
             `pip install "lossguard[mlflow]"`.
-        internals: `True` (default) also reads, inside each training step,
-            the gradient norm of every layer as the optimizer is given it,
-            and the share of each ReLU layer's units that output 0 on the
-            whole batch (history columns `grad:<layer>`, `learning_rate`,
+        internals: `True` also reads, inside each training step, the
+            gradient norm of every layer as the optimizer is given it, and
+            the share of each ReLU layer's units that output 0 on the whole
+            batch (history columns `grad:<layer>`, `learning_rate`,
             `dead:<layer>`; `EXPLODING_GRADIENTS`, `VANISHING_GRADIENTS`,
-            `DEAD_UNITS`); `False` leaves the optimizer and the layers as
-            they are.
+            `DEAD_UNITS`). `False` (default) leaves the optimizer and the
+            layers as they are: the reads cost about 20 microseconds a step
+            (5% of a 0.4 ms step, under 0.1% of a 100 ms one).
 
     Example:
 
@@ -115,7 +116,7 @@ class LossSanityCallback(FindingsCallback):
         vocabulary=None,
         vectors=None,
         mlflow=False,
-        internals=True,
+        internals=False,
     ):
         super().__init__(action)
         self.options = options = Options(

@@ -34,7 +34,7 @@ class Options:
     vocabulary: object = None
     vectors: object = None
     mlflow: bool = False
-    internals: bool = True
+    internals: bool = False
 
     def __post_init__(self):
         for name in ("log_path", "tensorboard_dir"):

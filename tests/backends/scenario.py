@@ -24,7 +24,7 @@ from pathlib import Path
 
 import lossguard
 from lossguard.diagnosis.registry import FAULTS as REGISTRY
-from lossguard.testing import FAULTS, tiny_seq2seq
+from lossguard.testing import FAULTS, NEEDS_INTERNALS, tiny_seq2seq
 
 #: Faults only trained weights show: fit long enough for them, with the monitor.
 AFTER_TRAINING = ("EMBEDDING_DRIFT",)
@@ -37,7 +37,11 @@ def run(code):
     """Fit the tiny seq2seq with `code` injected (or none, for HEALTHY)."""
     n, batch_size = (256, 1) if code in OVER_STEPS else (64, 16)
     model, x, y = tiny_seq2seq(None if code == HEALTHY else code, n=n)
-    watch = lossguard.LossSanityCallback(action="record", check_every=1)
+    # The healthy run reads the internals too: they must stay quiet there.
+    internals = code in NEEDS_INTERNALS or code == HEALTHY
+    watch = lossguard.LossSanityCallback(
+        action="record", check_every=1, internals=internals
+    )
     callbacks = [watch]
     epochs = 1
     if code in AFTER_TRAINING:

@@ -13,6 +13,7 @@ import lossguard
 from tests.helpers import watched_fit
 
 pytestmark = pytest.mark.backends
+INTERNALS = {"internals": True}
 
 
 def linear(units=1):
@@ -37,7 +38,7 @@ def test_each_step_records_the_norm_of_the_gradient_it_applied():
     model.compile(keras.optimizers.SGD(0.05), "mse")
     w, b = (np.array(v, "float64") for v in model.get_weights())
     x, y = data()
-    cb = watched_fit(model, x, y, batch_size=10)
+    cb = watched_fit(model, x, y, batch_size=10, options=INTERNALS)
     expected = []
     for start in range(0, 40, 10):
         xb, yb = x[start : start + 10].astype("float64"), y[start : start + 10]
@@ -54,7 +55,7 @@ def test_the_learning_rate_column_follows_a_schedule():
     model = linear()
     schedule = keras.optimizers.schedules.ExponentialDecay(0.1, 1, 0.5)
     model.compile(keras.optimizers.SGD(schedule), "mse")
-    cb = watched_fit(model, *data(), batch_size=10)
+    cb = watched_fit(model, *data(), batch_size=10, options=INTERNALS)
     rates = cb.history[cb.history["phase"] == "train"]["learning_rate"]
     np.testing.assert_allclose(rates, [0.1, 0.05, 0.025, 0.0125], rtol=1e-5)
 
@@ -72,7 +73,7 @@ def test_relu_layers_read_where_the_forward_pass_returns_them():
     )
     model.compile("sgd", "mse")
     x, y = data()
-    cb = watched_fit(model, np.abs(x) + 1, y, batch_size=10)
+    cb = watched_fit(model, np.abs(x) + 1, y, batch_size=10, options=INTERNALS)
     train = cb.history[cb.history["phase"] == "train"]
     share = train["dead:hidden"].to_numpy()
     assert np.isin(share, [0.75, 1.0]).all() and (share == 0.75).any()
@@ -84,16 +85,17 @@ def test_nothing_is_left_on_the_model_after_fit():
     model = linear()
     model.compile("adam", "mse")
     optimizer, layer = model.optimizer, model.layers[0]
-    watched_fit(model, *data())
+    watched_fit(model, *data(), options=INTERNALS)
     assert "apply" not in vars(optimizer)
     assert "compute_metrics" not in vars(model)
     assert "call" not in vars(layer)
 
 
-def test_internals_false_reads_neither_gradients_nor_layers():
+def test_by_default_neither_gradients_nor_layers_are_read():
     model = linear()
     model.compile("adam", "mse")
-    callback = lossguard.LossSanityCallback(action="record", internals=False)
+    callback = lossguard.LossSanityCallback(action="record")
+    assert callback.internals is False
     wrapped = []
 
     class Look(keras.callbacks.Callback):
@@ -121,7 +123,7 @@ def test_a_loss_scale_optimizer_says_once_it_hides_the_gradients():
     )
     x, _ = data()
     y = np.tile([[1.5, -0.5, 0.0]], (40, 1)).astype("float32")
-    cb = lossguard.LossSanityCallback(action="record")
+    cb = lossguard.LossSanityCallback(action="record", internals=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model.fit(x, y, batch_size=10, epochs=2, verbose=0, callbacks=[cb])
@@ -164,7 +166,7 @@ def test_a_relu_read_left_from_another_trace_costs_only_that_read():
             assert [layer.name for layer in watch.layers] == ["hidden", "unused"]
             watch.latest["unused"] = (stale, stale)
 
-    cb = lossguard.LossSanityCallback(action="record")
+    cb = lossguard.LossSanityCallback(action="record", internals=True)
     model.fit(*data(), batch_size=10, verbose=0, callbacks=[cb, Poison()])
     train = cb.history[cb.history["phase"] == "train"]
     assert len(train) == 4 and np.isfinite(train["loss"]).all()
@@ -178,8 +180,8 @@ def test_a_model_whose_layers_are_built_at_the_first_step_says_so_once():
     class Small(keras.Model):
         def __init__(self):
             super().__init__()
-            self.hidden = keras.layers.Dense(8, "relu")
-            self.out = keras.layers.Dense(1)
+            self.hidden = keras.layers.Dense(8, "relu", name="hidden")
+            self.out = keras.layers.Dense(1, name="out")
 
         def call(self, x):
             return self.out(self.hidden(x))
@@ -187,7 +189,7 @@ def test_a_model_whose_layers_are_built_at_the_first_step_says_so_once():
     model = Small()
     model.build((None, 4))
     model.compile("sgd", "mse")
-    cb = lossguard.LossSanityCallback(action="record")
+    cb = lossguard.LossSanityCallback(action="record", internals=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model.fit(*data(), batch_size=10, epochs=2, verbose=0, callbacks=[cb])
@@ -195,6 +197,6 @@ def test_a_model_whose_layers_are_built_at_the_first_step_says_so_once():
     assert np.isfinite(cb.history["loss"]).all()
     if keras.backend.backend() == "tensorflow":  # built inside the first step
         assert len(said) == 1 and "was not built when fit began" in said[0], said
-        assert "dead:dense" in cb.history  # the ReLU layer is read anyway
+        assert "dead:hidden" in cb.history  # the ReLU layer is read anyway
     else:  # JAX and PyTorch build it before the callbacks start
-        assert said == [] and np.isfinite(cb.history["grad:dense"]).all()
+        assert said == [] and np.isfinite(cb.history["grad:hidden"]).all()

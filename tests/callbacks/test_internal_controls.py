@@ -4,8 +4,8 @@ Issue #25's controls for EXPLODING_GRADIENTS, VANISHING_GRADIENTS and
 DEAD_UNITS (the shallow controls of test_telltale_controls.py run with them
 too): deep stacks, a high rate held by gradient clipping, a converged model
 whose loss no longer moves, a CNN, a regression, sparse inputs. Each trains
-for more than the 200 steps the trend checks read, with the callback's
-default `internals=True`, and must end with no error or warning; each also
+for more than the 200 steps the trend checks read, with
+`internals=True`, and must end with no error or warning; each also
 checks that the columns those codes read were recorded (a control that
 measured nothing would prove nothing).
 """
@@ -122,7 +122,8 @@ CONTROLS = [
 @pytest.mark.parametrize("control", CONTROLS)
 def test_a_healthy_control_is_quiet_with_its_internals_measured(control):
     model, x, y, epochs = run(control)
-    cb = watched_fit(model, x, y, batch_size=BATCH, epochs=epochs)
+    options = {"internals": True}
+    cb = watched_fit(model, x, y, batch_size=BATCH, epochs=epochs, options=options)
     history = cb.history[cb.history["phase"] == "train"]
     assert len(history) == epochs * N // BATCH
     grads = [c for c in history.columns if c.startswith("grad:")]

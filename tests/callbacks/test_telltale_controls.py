@@ -62,9 +62,11 @@ CONTROLS = {
 }
 
 
-@pytest.mark.parametrize("predictions", ["auto", "all"])
+@pytest.mark.parametrize(
+    "predictions, internals", [("auto", False), ("all", True)], ids=["default", "all"]
+)
 @pytest.mark.parametrize("control", list(CONTROLS))
-def test_a_healthy_control_is_quiet(control, predictions):
+def test_a_healthy_control_is_quiet(control, predictions, internals):
     setup = dict(CONTROLS[control])
     keras.utils.set_random_seed(0)
     x, ids = task(imbalanced=setup.pop("imbalanced", False))
@@ -81,7 +83,7 @@ def test_a_healthy_control_is_quiet(control, predictions):
         optimizer = optimizer()
     loss = setup.pop("loss", "sparse_categorical_crossentropy")
     model.compile(optimizer, loss)
-    options = {"predictions": predictions}
+    options = {"predictions": predictions, "internals": internals}
     cb = watched_fit(model, x, y, batch_size=BATCH, options=options)
     assert len(cb.history[cb.history["phase"] == "train"]) == N // BATCH
     assert loud(cb.report) == [], cb.report
@@ -89,6 +91,6 @@ def test_a_healthy_control_is_quiet(control, predictions):
 
 def test_a_frozen_pretrained_embedding_seq2seq_is_quiet_over_256_steps():
     model, x, y = tiny_seq2seq(n=256)
-    cb = lossguard.LossSanityCallback(action="record")
+    cb = lossguard.LossSanityCallback(action="record", internals=True)
     model.fit(x, y, batch_size=1, verbose=0, callbacks=[cb])
     assert loud(cb.report) == [], cb.report

@@ -140,6 +140,7 @@ def test_first_layers_orders_below_the_last_while_the_loss_stays_are_found():
         "a loss that falls 10%",
         "a first layer at 1/100 of the last",
         "a first layer at exactly 0",
+        "a first layer whose share grows (a zero head warming up)",
         "199 steps",
         "one layer",
     ],
@@ -155,6 +156,8 @@ def test_what_is_not_vanishing(case):
     loss, norms = stack(**kw)
     if case == "a loss that falls 10%":
         loss = np.linspace(3.7, 3.3, len(loss))
+    if case == "a first layer whose share grows (a zero head warming up)":
+        norms["hidden_0"] = norms["hidden_0"] * np.linspace(1, 100, len(loss))
     if case == "a first layer at exactly 0":
         norms["hidden_0"][:] = 0.0
         norms["hidden_1"][:] = 1.0

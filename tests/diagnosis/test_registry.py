@@ -10,7 +10,7 @@ import pytest
 import lossguard
 from lossguard.diagnosis.findings import Finding
 from lossguard.diagnosis.registry import FAULTS, STAGES, fault
-from lossguard.testing import INJECTORS, tiny_seq2seq
+from lossguard.testing import INJECTORS, NEEDS_INTERNALS, tiny_seq2seq
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "faults.md"  # the package's
 #: Faults only trained weights show (no batch or configuration does).
@@ -93,7 +93,9 @@ def test_codes_seen_after_training_are_found_in_fit(code):
 @pytest.mark.parametrize("code", OVER_STEPS)
 def test_codes_read_over_many_steps_are_found_in_fit_and_lead(code):
     model, x, y = tiny_seq2seq(code, n=256)
-    cb = lossguard.LossSanityCallback(action="record")
+    cb = lossguard.LossSanityCallback(
+        action="record", internals=code in NEEDS_INTERNALS
+    )
     model.fit(x, y, batch_size=1, epochs=1, verbose=0, callbacks=[cb])
     finding = cb.report.get(code)
     assert finding is not None, f"{code} not found: {cb.report!r}"

@@ -232,8 +232,14 @@ def vanishing_gradients(ctx):
     if not last > 0:
         return []
     ratios = medians / last
-    # Exactly 0 is blocked, not vanished (dead units, zero weights, a stop).
-    small = [i for i in range(len(groups) - 1) if 0 < ratios[i] <= VANISHING_RATIO]
+    # Exactly 0 is blocked, not vanished (dead units, zero weights, a stop);
+    # a share that grows is a layer above waking (a zero-initialised head
+    # under a warm-up), not one that has stopped learning.
+    small = [
+        i
+        for i in range(len(groups) - 1)
+        if 0 < ratios[i] <= VANISHING_RATIO and not _growing(norms[:, i], norms[:, -1])
+    ]
     if not small:
         return []
     first = small[0]
@@ -272,6 +278,16 @@ def vanishing_gradients(ctx):
             epoch=int(ctx.epochs[start]),
         )
     ]
+
+
+def _growing(layer, last) -> bool:
+    """Whether a layer's share of the last layer's gradient, its median over
+    the last `STILL_BATCHES` steps, is over twice its median over the first."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = layer / last
+    early = np.nanmedian(share[:STILL_BATCHES])
+    late = np.nanmedian(share[-STILL_BATCHES:])
+    return bool(late > 2 * early)
 
 
 def _smallest(groups, ratios, first, smallest) -> str:

@@ -90,13 +90,25 @@ def nonfinite_loss(ctx):
         "overflow": "inputs, labels, weights and predictions are finite, so the "
         "loss's own arithmetic overflowed (e.g. log of 0 in a hand-written loss).",
     }[kind]
+    fix = _NONFINITE_FIX[kind]
+    if kind in ("predictions", "diverged") and not _reads_gradients(ctx.batch):
+        fix += (
+            " To see whether the gradient norm exploded before it (and in "
+            "which layer), train with LossSanityCallback(internals=True): "
+            "EXPLODING_GRADIENTS."
+        )
     return NONFINITE_LOSS.finding(
         f"The batch loss is {ctx.batch['loss']}; the first non-finite source is "
         f"{source}.",
         f"A single NaN or Inf anywhere in the sum makes the loss non-finite: {why}",
-        _NONFINITE_FIX[kind],
+        fix,
         {"loss": ctx.batch["loss"], "source": source},
     )
+
+
+def _reads_gradients(batch) -> bool:
+    """Whether the run records gradient norms (`internals=True`)."""
+    return any(key.startswith("grad:") for key in batch)
 
 
 _CLEAN = (

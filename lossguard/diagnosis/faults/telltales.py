@@ -157,7 +157,8 @@ def _uniform_finding(ctx, spec, k, loss, start, spread):
         "the last layer's weights are not all 0 and the layer before it is not "
         "dead (lower the learning rate, use LeakyReLU or He initialisation); "
         "the learning rate is above 0 and the layers are trainable; the labels "
-        "follow from the inputs (shuffled x and y lose their pairing).",
+        "follow from the inputs (shuffled x and y lose their pairing)."
+        + _internals_hint(ctx.batch),
         {
             "output": spec.name,
             "classes": k,
@@ -170,6 +171,15 @@ def _uniform_finding(ctx, spec, k, loss, start, spread):
         },
         step=first,
         epoch=epoch,
+    )
+
+
+def _internals_hint(batch) -> str:
+    if any(key.startswith(("dead:", "grad:")) for key in batch):
+        return ""
+    return (
+        " LossSanityCallback(internals=True) reads whether a ReLU layer died "
+        "(DEAD_UNITS) and what gradient reaches each layer."
     )
 
 

@@ -63,6 +63,7 @@ def cv_deep_linear_unscaled_target_diverges():
         fit_kwargs={"batch_size": 32, "epochs": 5},
         diagnose_args=(x_normed, y),
         seen_before_training=False,
+        callback_kwargs={"internals": True},
     )
 
 
@@ -126,6 +127,7 @@ def dlkerastf_ames_sale_price_mse_nan():
         fit_kwargs={"batch_size": 16, "epochs": 1},
         diagnose_args=(x, y),
         seen_before_training=False,
+        callback_kwargs={"internals": True},
     )
 
 
@@ -189,6 +191,7 @@ def ai_se_four_sigmoid_layers_not_learning():
         fit_kwargs={"batch_size": 32, "epochs": 12},
         diagnose_args=(x, y),
         seen_before_training=False,
+        callback_kwargs={"internals": True},
     )
 
 
@@ -263,6 +266,7 @@ def proteomicsml_ccs_lstm_relu_output_dead():
         y=y,
         fit_kwargs={"batch_size": 128, "epochs": 10},
         diagnose_args=(x, y),
+        callback_kwargs={"internals": True},
     )
 
 
@@ -290,7 +294,7 @@ def keras_4652_cifar10_lr_loss_not_going_down():
     are 1e-3 or below (0 on some steps): lossguard names DEAD_UNITS (90.6%
     dead over the last 8 batches) first and LOSS_AT_UNIFORM under it.
 
-    Scored DEAD_UNITS, by the callback's defaults: the collapse's measured
+    Scored DEAD_UNITS, read with `internals=True`: the collapse's measured
     mechanism (too large SGD steps push the ReLU units below 0 for every
     input), whose first fix, a lower learning rate, is the thread's; the
     loss at ln 10 follows from it (with `predictions="all"` LOSS_AT_UNIFORM
@@ -319,6 +323,7 @@ def keras_4652_cifar10_lr_loss_not_going_down():
         fit_kwargs={"batch_size": 32, "epochs": 2},
         diagnose_args=(x, y),
         seen_before_training=False,
+        callback_kwargs={"internals": True},
     )
 
 
@@ -365,4 +370,5 @@ def cv_keras_simple_linear_regression_nan():
         fit_kwargs={"batch_size": 1, "epochs": 1, "shuffle": False},
         diagnose_args=(tv, sales),
         seen_before_training=False,
+        callback_kwargs={"internals": True},
     )

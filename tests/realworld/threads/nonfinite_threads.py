@@ -148,7 +148,9 @@ def keras_linear_regression_nan_lr():
     error, so the loss overflows (a prediction near 2e19) before the
     predictions do.
 
-    Scored EXPLODING_GRADIENTS since the callback reads the gradients: the
+    Scored EXPLODING_GRADIENTS since the callback reads the gradients (with
+    `internals=True`, which the rebuild passes; by default NONFINITE_LOSS,
+    whose fix then says so): the
     weight's gradient norm grows about 78-fold a step before the loss
     overflows, a learning rate too high for the inputs' scale, the thread's
     cause; NONFINITE_LOSS follows from it.
@@ -170,6 +172,7 @@ def keras_linear_regression_nan_lr():
         fit_kwargs={"batch_size": 1, "epochs": 1},
         diagnose_args=(x, y),
         seen_before_training=False,
+        callback_kwargs={"internals": True},
     )
 
 

@@ -94,7 +94,9 @@ def keras_cifar10_sgd_stuck_at_ln10():
     stays within 0.2%. With predictions="all" the output's spread (1-7% of
     1/10) shows the collapse.
 
-    Scored DEAD_UNITS since the callback reads the ReLU layers (by default):
+    Scored DEAD_UNITS since the callback reads the ReLU layers (with
+    `internals=True`, which the rebuild passes; by default it reports
+    nothing, and with `predictions="all"` LOSS_AT_UNIFORM):
     from step 101 of the second epoch 90.6% of the Dense(64) ReLU units
     output 0 on every image of every batch: the collapse's mechanism (too
     large SGD steps push them below 0 for every input), whose first fix, a
@@ -117,6 +119,7 @@ def keras_cifar10_sgd_stuck_at_ln10():
         fit_kwargs={"batch_size": 32, "epochs": 2},
         diagnose_args=(x, y),
         seen_before_training=False,
+        callback_kwargs={"internals": True},
     )
 
 
