@@ -157,7 +157,8 @@ def test_what_is_not_vanishing(case):
     if case == "a loss that falls 10%":
         loss = np.linspace(3.7, 3.3, len(loss))
     if case == "a first layer whose share grows (a zero head warming up)":
-        norms["hidden_0"] = norms["hidden_0"] * np.linspace(1, 100, len(loss))
+        for name in ("hidden_0", "hidden_1", "hidden_2"):  # all below the head
+            norms[name] = norms[name] * np.linspace(1, 100, len(loss))
     if case == "a first layer at exactly 0":
         norms["hidden_0"][:] = 0.0
         norms["hidden_1"][:] = 1.0
