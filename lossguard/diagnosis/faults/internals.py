@@ -144,10 +144,14 @@ def _blow_up(loss, total):
     for i in range(first + 1, len(loss)):
         if not finite[i] or np.isinf(total[i]):
             return i
-    for i in range(first + 1, len(loss)):
+    # A jump past LOSS_JUMP times the earlier median is past as many times
+    # the earlier minimum: only those steps need their median.
+    floor = np.fmin.accumulate(np.where(finite, loss, np.inf))
+    candidates = np.flatnonzero(loss[1:] >= LOSS_JUMP * floor[:-1]) + 1
+    for i in candidates[candidates > first]:
         earlier = np.median(loss[first:i][finite[first:i]])
         if earlier > 0 and loss[i] >= LOSS_JUMP * earlier and loss[i] - earlier >= 1:
-            return i
+            return int(i)
     return None
 
 
