@@ -147,7 +147,8 @@ def _blow_up(loss, total):
     # A jump past LOSS_JUMP times the earlier median is past as many times
     # the earlier minimum: only those steps need their median.
     floor = np.fmin.accumulate(np.where(finite, loss, np.inf))
-    candidates = np.flatnonzero(loss[1:] >= LOSS_JUMP * floor[:-1]) + 1
+    passed = (floor[:-1] > 0) & (loss[1:] >= LOSS_JUMP * floor[:-1])
+    candidates = np.flatnonzero(passed) + 1
     for i in candidates[candidates > first]:
         earlier = np.median(loss[first:i][finite[first:i]])
         if earlier > 0 and loss[i] >= LOSS_JUMP * earlier and loss[i] - earlier >= 1:
