@@ -74,12 +74,13 @@ def plain_run(name):
 
 
 @functools.cache
-def guarded_run(name):
+def guarded_run(name, internals=False):
     """(Keras' history, the callback, batches per epoch) of the scenario
-    fitted with lossguard, or the exception fitting raised (each test that
+    fitted with lossguard (reading the model's gradients and ReLU layers
+    too with `internals`), or the exception fitting raised (each test that
     needs the run re-raises it)."""
     scenario = build(name)
-    cb = lossguard.LossSanityCallback(action="record")
+    cb = lossguard.LossSanityCallback(action="record", internals=internals)
     counter = BatchCounter()
     try:
         with warnings.catch_warnings():
@@ -124,10 +125,11 @@ def test_scenario_trains_without_lossguard(name):
     assert np.all(np.isfinite(history["loss"]))
 
 
+@pytest.mark.parametrize("internals", [False, True], ids=["default", "internals"])
 @pytest.mark.parametrize("name", NAMES)
-def test_fit_with_callback_completes_and_reports_the_same_losses(name):
+def test_fit_with_callback_completes_and_reports_the_same_losses(name, internals):
     plain = plain_run(name)
-    guarded, cb, batches = result(guarded_run(name))
+    guarded, cb, batches = result(guarded_run(name, internals))
     assert len(cb.history) > 0
     # One row per training batch of every epoch (blind rows included).
     train = cb.history[cb.history.phase == "train"]
@@ -147,9 +149,10 @@ def test_diagnose_returns_a_report(name):
 
 
 # ------------------------------------------------------------- (c) findings
+@pytest.mark.parametrize("internals", [False, True], ids=["default", "internals"])
 @pytest.mark.parametrize("name", NAMES)
-def test_callback_findings(name):
-    _, cb, _ = result(guarded_run(name))
+def test_callback_findings(name, internals):
+    _, cb, _ = result(guarded_run(name, internals))
     assert_findings(name, cb.report)
 
 
