@@ -58,6 +58,8 @@ class Instrumenter:
         self.internals = internals  # gradients and ReLU layers' outputs too
         self.collector = None  # BatchCollector: the row's keys and specs
         self.gradients = None  # GradientWatch, with internals
+        self.unbuilt = False  # the model makes its variables at its first step
+        self.gradients_said = False  # why they cannot be read was said
         self.rows = None  # where the steps' rows go (state.rows_for)
         self.capacity = 0
         self.key = None  # the compile the step functions below were made for

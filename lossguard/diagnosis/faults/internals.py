@@ -221,22 +221,19 @@ def vanishing_gradients(ctx):
     if len(groups) < 2:
         return []
     norms = _norms(ctx.batch, groups)
-    usable = np.isfinite(norms).all(axis=1)
     loss = np.asarray(ctx.batch["loss"], "float64")
-    usable &= np.isfinite(loss)
+    usable = np.isfinite(norms).all(axis=1) & np.isfinite(loss)
     if usable.sum() < VANISHING_STEPS or not usable[-VANISHING_STEPS:].all():
         return []
     norms, loss = norms[-VANISHING_STEPS:], loss[-VANISHING_STEPS:]
-    start = len(ctx.steps) - VANISHING_STEPS
     early = np.median(loss[:STILL_BATCHES])
     late = np.median(loss[-STILL_BATCHES:])
     if not late >= (1 - STILL) * early:
         return []
     medians = np.median(norms, axis=0)
-    last = medians[-1]
-    if not last > 0:
+    if not medians[-1] > 0:
         return []
-    ratios = medians / last
+    ratios = medians / medians[-1]
     # Exactly 0 is blocked, not vanished (dead units, zero weights, a stop);
     # a share that grows is a layer above waking (a zero-initialised head
     # under a warm-up), not one that has stopped learning.
@@ -247,42 +244,48 @@ def vanishing_gradients(ctx):
     ]
     if not small:
         return []
+    start = len(ctx.steps) - VANISHING_STEPS
+    return [
+        _vanishing_finding(ctx, groups, medians, ratios, small, (early, late), start)
+    ]
+
+
+def _vanishing_finding(ctx, groups, medians, ratios, small, losses, start):
     first = small[0]
     smallest = min(small, key=lambda i: ratios[i])
     also = _smallest(groups, ratios, first, smallest)
-    return [
-        VANISHING_GRADIENTS.finding(
-            f"Over the last {VANISHING_STEPS} training steps (from step "
-            f"{int(ctx.steps[start])}) the loss stayed at {num(early)} to "
-            f"{num(late)}, while layer '{groups[first]}' got a median gradient "
-            f"norm of {num(medians[first])}: {_below(ratios[first])} the last "
-            f"layer '{groups[-1]}' ({num(last)}){also}.",
-            "By the chain rule a layer's gradient is the product of the "
-            "Jacobians of every layer above it. Saturating activations "
-            "(sigmoid' <= 1/4, tanh' <= 1, and near 0 once saturated) and "
-            "small weights multiply it down layer after layer, so the first "
-            "layers get updates orders smaller than the last and stop "
-            "learning while the loss does not move.",
-            "Use ReLU-family activations (or GELU) in the hidden layers with "
-            "He initialisation; add BatchNormalization or residual "
-            "connections; for recurrent networks use LSTM/GRU instead of "
-            "SimpleRNN; check that inputs are scaled.",
-            {
-                "layer": groups[first],
-                "layer_norm": float(medians[first]),
-                "last_layer": groups[-1],
-                "last_norm": float(last),
-                "ratio": float(ratios[first]),
-                "smallest_layer": groups[smallest],
-                "smallest_ratio": float(ratios[smallest]),
-                "loss_first": float(early),
-                "loss_last": float(late),
-                "steps": VANISHING_STEPS,
-            },
-            step=int(ctx.steps[start]),
-            epoch=int(ctx.epochs[start]),
-        )
-    ]
+    early, late = losses
+    return VANISHING_GRADIENTS.finding(
+        f"Over the last {VANISHING_STEPS} training steps (from step "
+        f"{int(ctx.steps[start])}) the loss stayed at {num(early)} to "
+        f"{num(late)}, while layer '{groups[first]}' got a median gradient "
+        f"norm of {num(medians[first])}: {_below(ratios[first])} the last "
+        f"layer '{groups[-1]}' ({num(medians[-1])}){also}.",
+        "By the chain rule a layer's gradient is the product of the "
+        "Jacobians of every layer above it. Saturating activations "
+        "(sigmoid' <= 1/4, tanh' <= 1, and near 0 once saturated) and "
+        "small weights multiply it down layer after layer, so the first "
+        "layers get updates orders smaller than the last and stop "
+        "learning while the loss does not move.",
+        "Use ReLU-family activations (or GELU) in the hidden layers with "
+        "He initialisation; add BatchNormalization or residual "
+        "connections; for recurrent networks use LSTM/GRU instead of "
+        "SimpleRNN; check that inputs are scaled.",
+        {
+            "layer": groups[first],
+            "layer_norm": float(medians[first]),
+            "last_layer": groups[-1],
+            "last_norm": float(medians[-1]),
+            "ratio": float(ratios[first]),
+            "smallest_layer": groups[smallest],
+            "smallest_ratio": float(ratios[smallest]),
+            "loss_first": float(early),
+            "loss_last": float(late),
+            "steps": VANISHING_STEPS,
+        },
+        step=int(ctx.steps[start]),
+        epoch=int(ctx.epochs[start]),
+    )
 
 
 def _growing(layer, last) -> bool:
