@@ -21,7 +21,8 @@ from keras import ops
 
 from .common import ReplicaRule, Stat
 
-#: A unit's share of dead units (one ReLU-family layer's output).
+#: The share of a ReLU-family layer's units that are 0 on the whole batch
+#: (on several replicas, the least: an upper bound of the global share).
 DEAD_SHARE = Stat(
     "dead:", ReplicaRule.MIN, doc="share of a ReLU layer's units at 0 on every position"
 )
