@@ -256,9 +256,10 @@ class Instrumenter:
             if not self.unbuilt:
                 return None  # nothing to train: no gradient to read
             reason = (
-                f"{type(model).__name__} was not built when fit began (its "
-                "variables are made at the first step; build it first, e.g. "
-                "with a keras.Input)"
+                f"{type(model).__name__} was not built when fit began (on "
+                "TensorFlow Keras makes its variables inside the first step; "
+                "call the model once on a batch of inputs before fit, or "
+                "start it with a keras.Input)"
             )
         elif np.isfinite(rows[:, late:]).any():
             return None
