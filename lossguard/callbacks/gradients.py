@@ -28,17 +28,27 @@ import numpy as np
 from keras import ops
 
 from lossguard import backends
-from lossguard.diagnosis.internals import gradient_groups
+from lossguard.diagnosis.internals import (
+    gradient_groups,
+    layer_groups,
+    owners,
+    unbuilt,
+)
 from lossguard.diagnosis.statistics.internals import GRADIENT_NORM, LEARNING_RATE
 
 logger = logging.getLogger("lossguard")
 
 
 def gradient_keys(model) -> list:
-    """The row's gradient columns for `model` (empty where there are none)."""
-    if not getattr(model, "trainable_variables", None):
+    """The row's gradient columns for `model` (empty where there are none):
+    a model not built yet gets one per layer (its variables, made in the
+    first step, are placed then)."""
+    if getattr(model, "trainable_variables", None):
+        names, _ = gradient_groups(model)
+    elif unbuilt(model) and getattr(model, "layers", None):
+        names, _ = layer_groups(model)
+    else:
         return []
-    names, _ = gradient_groups(model)
     return [GRADIENT_NORM.name + name for name in names] + [LEARNING_RATE.name]
 
 
@@ -59,12 +69,24 @@ class GradientWatch:
         self.error = None  # the first failure while reading them
         self.pending = None
         self._restore = []
-        names, group_of = gradient_groups(model)
-        self.groups = names
-        self.members = [
-            np.flatnonzero(np.asarray(group_of) == g) for g in range(len(names))
-        ]
-        self.variables = [id(v) for v in model.trainable_variables]
+        self._model = model
+        #: A model built inside its first step (TensorFlow): one group per
+        #: layer, its variables placed at the first `apply` and grouped in
+        #: the step (`_place`).
+        self.lazy = not model.trainable_variables
+        self.layer_group = {}
+        self.matrix = None  # lazy: (variables, groups) membership
+        if self.lazy:
+            self.groups, self.layer_group = layer_groups(model)
+            self.variables = None
+            self.members = []
+        else:
+            names, group_of = gradient_groups(model)
+            self.groups = names
+            self.members = [
+                np.flatnonzero(np.asarray(group_of) == g) for g in range(len(names))
+            ]
+            self.variables = [id(v) for v in model.trainable_variables]
         optimizer = getattr(model, "optimizer", None)
         if optimizer is None:
             self.reason = "the model has no optimizer"
@@ -78,8 +100,24 @@ class GradientWatch:
 
     @property
     def width(self) -> int:
-        """Raw values a step writes: a norm per variable, the learning rate."""
-        return len(self.variables) + 1
+        """Raw values a step writes: a norm per variable (per group where
+        the variables came later), the learning rate."""
+        return (len(self.groups) if self.lazy else len(self.variables)) + 1
+
+    def _place(self, trainable_variables):
+        """The variables of a model built in its first step, each in the
+        group of the layer that owns it (`matrix`, `members`)."""
+        model = self._model
+        variables = list(trainable_variables or model.trainable_variables)
+        owner = owners(model)
+        self.variables = [id(v) for v in variables]
+        matrix = np.zeros((len(variables), len(self.groups)), "float32")
+        for i, variable in enumerate(variables):
+            group = self.layer_group.get(owner.get(id(variable)))
+            if group is not None:
+                matrix[i, group] = 1.0
+        self.matrix = matrix
+        self.members = [np.flatnonzero(matrix[:, g]) for g in range(len(self.groups))]
 
     # ------------------------------------------------------------ install
     def install(self, model, write, at_once=False):
@@ -148,6 +186,8 @@ class GradientWatch:
         """Each variable's gradient norm then the learning rate, in the
         model's variable order; None where the variables do not match it."""
         grads = list(grads)
+        if self.variables is None:
+            self._place(trainable_variables)
         if trainable_variables is not None:
             ids = [id(v) for v in trainable_variables]
             if ids != self.variables:
@@ -157,9 +197,12 @@ class GradientWatch:
                 grads = [grads[place[i]] for i in self.variables]
         if len(grads) != len(self.variables):
             return None
-        norms = backends.current().gradient_norms(grads)
+        norms = ops.cast(backends.current().gradient_norms(grads), "float32")
+        if self.lazy:  # grouped here: the buffer was sized before the variables
+            squared = ops.expand_dims(ops.square(norms), 0)
+            norms = ops.sqrt(ops.matmul(squared, ops.convert_to_tensor(self.matrix))[0])
         rate = ops.reshape(_learning_rate(optimizer), (1,))
-        return ops.concatenate([ops.cast(norms, "float32"), rate])
+        return ops.concatenate([norms, rate])
 
     def finish(self, raw):
         """A block of steps' raw values (steps, variables + 1) as the
@@ -167,9 +210,14 @@ class GradientWatch:
         wrote none: -1, the buffer's start)."""
         raw = np.asarray(raw, "float64")
         norms, rates = raw[:, :-1], raw[:, -1:]
-        squared = np.where(norms < 0, np.nan, norms) ** 2
-        groups = [squared[:, members].sum(axis=1) for members in self.members]
+        norms = np.where(norms < 0, np.nan, norms)
         rates = np.where(rates < 0, np.nan, rates)
+        if self.lazy:  # grouped in the step; a layer without variables: NaN
+            empty = [len(members) == 0 for members in self.members]
+            if empty:
+                norms[:, np.asarray(empty)] = np.nan
+            return np.column_stack([norms, rates]).astype("float32")
+        groups = [(norms[:, members] ** 2).sum(axis=1) for members in self.members]
         return np.column_stack([np.sqrt(np.column_stack(groups)), rates]).astype(
             "float32"
         )

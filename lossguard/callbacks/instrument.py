@@ -28,6 +28,7 @@ from lossguard.diagnosis.collect import (
     accepts_training,
     call_compute_loss,
 )
+from lossguard.diagnosis.internals import unbuilt
 from lossguard.diagnosis.specs import output_specs
 from lossguard.keras_compat import get_mask, set_mask
 
@@ -87,7 +88,7 @@ class Instrumenter:
             model, output_specs(model), activations=self.internals, late_keys=late
         )
         self.gradients = GradientWatch(model) if late else None
-        self.unbuilt = self.internals and not late and _unbuilt(model)
+        self.unbuilt = self.internals and not late and unbuilt(model)
         self.gradients_said = False
         self.capacity = max(capacity, 2 * steps_per_call(model))
         width = len(self.collector.keys) + len(state.HEADER)
@@ -419,15 +420,6 @@ def _end_of_data(error) -> bool:
     return isinstance(error, StopIteration) or type(error).__name__ == (
         "OutOfRangeError"
     )
-
-
-def _unbuilt(model) -> bool:
-    """Whether the model or one of its layers has yet to make its variables
-    (a subclassed model given `build(shape)`: its layers make theirs at the
-    first step)."""
-    if not getattr(model, "built", True):
-        return True
-    return any(not getattr(layer, "built", True) for layer in model.layers)
 
 
 def _own_methods(cls):

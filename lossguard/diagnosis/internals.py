@@ -142,14 +142,41 @@ class ActivationWatch:
         return values
 
 
+def unbuilt(model) -> bool:
+    """Whether the model or one of its layers has yet to make its variables
+    (on TensorFlow, Keras builds such a model inside its first step)."""
+    if not getattr(model, "built", True):
+        return True
+    return any(not getattr(layer, "built", True) for layer in _layers(model))
+
+
+def layer_groups(model):
+    """(group names, layer name -> group) over every layer in the model's
+    order, for a model whose variables do not exist yet; more than
+    `MAX_GROUPS` layers are merged into contiguous runs."""
+    names = list(dict.fromkeys(layer.name for layer in _layers(model)))
+    size = max(1, -(-len(names) // MAX_GROUPS))
+    groups = [
+        names[i] if size == 1 else f"{names[i]}..{names[min(i + size, len(names)) - 1]}"
+        for i in range(0, len(names), size)
+    ]
+    return groups, {name: i // size for i, name in enumerate(names)}
+
+
+def owners(model) -> dict:
+    """id(variable) -> the name of the layer that owns it."""
+    found = {}
+    for layer in _layers(model):
+        for variable in layer.trainable_weights:
+            found.setdefault(id(variable), layer.name)
+    return found
+
+
 def gradient_groups(model):
     """(group names, group index of each trainable variable), groups in the
     model's order; more than `MAX_GROUPS` layers are merged into contiguous
     runs named `first..last`."""
-    owner = {}
-    for layer in _layers(model):
-        for variable in layer.trainable_weights:
-            owner.setdefault(id(variable), layer.name)
+    owner = owners(model)
     names, group_of = [], []
     for variable in model.trainable_variables:
         name = owner.get(id(variable), variable.path.rsplit("/", 1)[0])

@@ -173,9 +173,11 @@ def test_a_relu_read_left_from_another_trace_costs_only_that_read():
     assert train["dead:unused"].isna().all()  # the stale read, dropped
 
 
-def test_a_model_whose_layers_are_built_at_the_first_step_says_so_once():
-    """`build(shape)` on a subclassed model makes no variables: its layers
-    make them inside the first step, after lossguard chose its columns."""
+def test_a_model_built_inside_its_first_step_gets_its_gradients_read():
+    """`build(shape)` on a subclassed model makes no variables: on TensorFlow
+    its layers make them inside the first step, after lossguard sized its
+    columns (one per layer then; the variables are placed at the first
+    `apply`). JAX and PyTorch build it before the callbacks start."""
 
     class Small(keras.Model):
         def __init__(self):
@@ -188,15 +190,45 @@ def test_a_model_whose_layers_are_built_at_the_first_step_says_so_once():
 
     model = Small()
     model.build((None, 4))
-    model.compile("sgd", "mse")
+    model.compile(keras.optimizers.SGD(0.05), "mse")
     cb = lossguard.LossSanityCallback(action="record", internals=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model.fit(*data(), batch_size=10, epochs=2, verbose=0, callbacks=[cb])
     said = [str(w.message) for w in caught if "gradients" in str(w.message)]
-    assert np.isfinite(cb.history["loss"]).all()
-    if keras.backend.backend() == "tensorflow":  # built inside the first step
-        assert len(said) == 1 and "was not built when fit began" in said[0], said
-        assert "dead:hidden" in cb.history  # the ReLU layer is read anyway
-    else:  # JAX and PyTorch build it before the callbacks start
-        assert said == [] and np.isfinite(cb.history["grad:hidden"]).all()
+    assert said == []
+    train = cb.history[cb.history["phase"] == "train"]
+    for column in ("grad:hidden", "grad:out", "learning_rate", "dead:hidden"):
+        assert np.isfinite(train[column]).all(), column
+    assert (train["grad:out"] > 0).all()
+    np.testing.assert_allclose(train["learning_rate"], 0.05, rtol=1e-6)
+
+
+def test_a_model_built_in_its_first_step_records_the_hand_computed_norms():
+    """The same hand computation as for a built model, on a subclassed linear
+    model whose variables are made inside the first step (TensorFlow)."""
+
+    class Linear(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.linear = keras.layers.Dense(
+                1, kernel_initializer=keras.initializers.Constant(0.1), name="linear"
+            )
+
+        def call(self, x):
+            return self.linear(x)
+
+    model = Linear()
+    model.compile(keras.optimizers.SGD(0.05), "mse")
+    x, y = data()
+    cb = watched_fit(model, x, y, batch_size=10, options=INTERNALS)
+    w, b = np.full((4, 1), 0.1), np.zeros(1)
+    expected = []
+    for start in range(0, 40, 10):
+        xb, yb = x[start : start + 10].astype("float64"), y[start : start + 10]
+        residual = xb @ w + b - yb
+        dw, db = 2 * xb.T @ residual / 10, 2 * residual.sum(0) / 10
+        expected.append(np.sqrt((dw**2).sum() + (db**2).sum()))
+        w, b = w - 0.05 * dw, b - 0.05 * db
+    train = cb.history[cb.history["phase"] == "train"]
+    np.testing.assert_allclose(train["grad:linear"], expected, rtol=1e-4)
