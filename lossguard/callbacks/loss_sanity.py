@@ -87,8 +87,8 @@ class LossSanityCallback(FindingsCallback):
             batch (history columns `grad:<layer>`, `learning_rate`,
             `dead:<layer>`; `EXPLODING_GRADIENTS`, `VANISHING_GRADIENTS`,
             `DEAD_UNITS`). `False` (default) leaves the optimizer and the
-            layers as they are: the reads cost about 20 microseconds a step
-            (5% of a 0.4 ms step, under 0.1% of a 100 ms one).
+            layers as they are: the reads cost about 7% of a 0.4 ms step
+            (docs/performance.md), within the noise of a 49 ms one.
 
     Example:
 
