@@ -45,11 +45,18 @@ def write_row_functionally(buffer, counter, row, capacity, after=None):
     """Write `row` at the counter's slot with a functional scatter, then
     count the step (`after(written)`: a context ordering the count after
     the write, where the backend needs telling)."""
-    index = ops.expand_dims(ops.expand_dims(counter % capacity, 0), 0)
-    updated = ops.scatter_update(buffer, index, ops.expand_dims(row, 0))
-    buffer.assign(updated)
+    updated = _write_slot(buffer, counter % capacity, row)
     with (after or _unordered)(updated):
         counter.assign_add(1)
+
+
+def _write_slot(buffer, slot, row):
+    """Assign `buffer` with `row` at `slot` (a functional scatter); returns
+    the updated value."""
+    index = ops.expand_dims(ops.expand_dims(slot, 0), 0)
+    updated = ops.scatter_update(buffer, index, ops.expand_dims(row, 0))
+    buffer.assign(updated)
+    return updated
 
 
 def create_late(model, capacity, width, scope=contextlib.nullcontext):
@@ -68,9 +75,7 @@ def create_late(model, capacity, width, scope=contextlib.nullcontext):
 def write_late_functionally(late, counter, values, capacity):
     """Write `values` (ending with the step's number) at the slot of the
     row the step wrote last, with a functional scatter."""
-    slot = (ops.convert_to_tensor(counter) - 1) % capacity
-    index = ops.expand_dims(ops.expand_dims(slot, 0), 0)
-    late.assign(ops.scatter_update(late, index, ops.expand_dims(values, 0)))
+    _write_slot(late, (ops.convert_to_tensor(counter) - 1) % capacity, values)
 
 
 def gradient_norms(grads):

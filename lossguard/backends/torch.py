@@ -66,8 +66,7 @@ def write_row(buffer, counter, row, capacity):
     import torch
 
     with torch.no_grad():
-        slot = (counter.value % capacity).reshape(1).long()
-        buffer.value.index_copy_(0, slot, row.detach().reshape(1, -1))
+        _copy_slot(buffer, counter.value % capacity, row)
         counter.value.add_(1)
 
 
@@ -76,8 +75,12 @@ def write_late(late, counter, values, capacity):
     import torch
 
     with torch.no_grad():
-        slot = ((counter.value - 1) % capacity).reshape(1).long()
-        late.value.index_copy_(0, slot, values.detach().float().reshape(1, -1))
+        _copy_slot(late, (counter.value - 1) % capacity, values.float())
+
+
+def _copy_slot(buffer, slot, row):
+    """Copy `row` into `buffer` at `slot`, in place (under no_grad)."""
+    buffer.value.index_copy_(0, slot.reshape(1).long(), row.detach().reshape(1, -1))
 
 
 def gradient_norms(grads):

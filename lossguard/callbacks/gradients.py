@@ -75,18 +75,14 @@ class GradientWatch:
         #: the step (`_place`).
         self.lazy = not model.trainable_variables
         self.layer_group = {}
-        self.matrix = None  # lazy: (variables, groups) membership
+        self.members = []  # each group's variables (positions in `variables`)
         if self.lazy:
             self.groups, self.layer_group = layer_groups(model)
             self.variables = None
-            self.members = []
         else:
-            names, group_of = gradient_groups(model)
-            self.groups = names
-            self.members = [
-                np.flatnonzero(np.asarray(group_of) == g) for g in range(len(names))
-            ]
+            self.groups, group_of = gradient_groups(model)
             self.variables = [id(v) for v in model.trainable_variables]
+            self._group(group_of)
         optimizer = getattr(model, "optimizer", None)
         if optimizer is None:
             self.reason = "the model has no optimizer"
@@ -104,20 +100,26 @@ class GradientWatch:
         the variables came later), the learning rate."""
         return (len(self.groups) if self.lazy else len(self.variables)) + 1
 
+    def _group(self, group_of):
+        """`members` from each variable's group (None: in none)."""
+        group_of = np.asarray([-1 if g is None else g for g in group_of])
+        self.members = [np.flatnonzero(group_of == g) for g in range(len(self.groups))]
+
     def _place(self, trainable_variables):
         """The variables of a model built in its first step, each in the
-        group of the layer that owns it (`matrix`, `members`)."""
+        group of the layer that owns it."""
         model = self._model
         variables = list(trainable_variables or model.trainable_variables)
         owner = owners(model)
         self.variables = [id(v) for v in variables]
-        matrix = np.zeros((len(variables), len(self.groups)), "float32")
-        for i, variable in enumerate(variables):
-            group = self.layer_group.get(owner.get(id(variable)))
-            if group is not None:
-                matrix[i, group] = 1.0
-        self.matrix = matrix
-        self.members = [np.flatnonzero(matrix[:, g]) for g in range(len(self.groups))]
+        self._group([self.layer_group.get(owner.get(id(v))) for v in variables])
+
+    def _matrix(self):
+        """The (variables, groups) 0/1 membership matrix."""
+        matrix = np.zeros((len(self.variables), len(self.groups)), "float32")
+        for group, members in enumerate(self.members):
+            matrix[members, group] = 1.0
+        return ops.convert_to_tensor(matrix)
 
     # ------------------------------------------------------------ install
     def install(self, model, write, at_once=False):
@@ -200,7 +202,7 @@ class GradientWatch:
         norms = ops.cast(backends.current().gradient_norms(grads), "float32")
         if self.lazy:  # grouped here: the buffer was sized before the variables
             squared = ops.expand_dims(ops.square(norms), 0)
-            norms = ops.sqrt(ops.matmul(squared, ops.convert_to_tensor(self.matrix))[0])
+            norms = ops.sqrt(ops.matmul(squared, self._matrix())[0])
         rate = ops.reshape(_learning_rate(optimizer), (1,))
         return ops.concatenate([norms, rate])
 

@@ -155,12 +155,21 @@ def layer_groups(model):
     order, for a model whose variables do not exist yet; more than
     `MAX_GROUPS` layers are merged into contiguous runs."""
     names = list(dict.fromkeys(layer.name for layer in _layers(model)))
-    size = max(1, -(-len(names) // MAX_GROUPS))
+    groups, size = _merged(names)
+    return groups, {name: i // size for i, name in enumerate(names)}
+
+
+def _merged(names):
+    """(group names, names per group): at most `MAX_GROUPS`, contiguous
+    names merged into runs named `first..last` past it."""
+    if len(names) <= MAX_GROUPS:
+        return list(names), 1
+    size = -(-len(names) // MAX_GROUPS)
     groups = [
-        names[i] if size == 1 else f"{names[i]}..{names[min(i + size, len(names)) - 1]}"
+        f"{names[i]}..{names[min(i + size, len(names)) - 1]}"
         for i in range(0, len(names), size)
     ]
-    return groups, {name: i // size for i, name in enumerate(names)}
+    return groups, size
 
 
 def owners(model) -> dict:
@@ -187,11 +196,5 @@ def gradient_groups(model):
                 continue
             names.append(name)
         group_of.append(len(names) - 1)
-    if len(names) <= MAX_GROUPS:
-        return names, group_of
-    size = -(-len(names) // MAX_GROUPS)
-    merged = [
-        f"{names[i]}..{names[min(i + size, len(names)) - 1]}"
-        for i in range(0, len(names), size)
-    ]
-    return merged, [g // size for g in group_of]
+    groups, size = _merged(names)
+    return groups, [g // size for g in group_of]

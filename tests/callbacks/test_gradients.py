@@ -30,6 +30,21 @@ def data(n=40):
     return x, (x @ np.array([[1.0], [-2.0], [0.5], [3.0]]) + 1.0).astype("float32")
 
 
+def sgd_gradient_norms(x, y, w, b, rate=0.05, batch=10):
+    """Each batch's gradient norm of a linear model y = xW + b under mean
+    squared error, by hand: dL/dW = 2 x^T (xW + b - y) / n and dL/db =
+    2 sum(xW + b - y) / n, from the weights before the step; SGD then
+    moves them by `rate` times that gradient."""
+    norms = []
+    for start in range(0, len(x), batch):
+        xb, yb = x[start : start + batch].astype("float64"), y[start : start + batch]
+        residual = xb @ w + b - yb
+        dw, db = 2 * xb.T @ residual / batch, 2 * residual.sum(0) / batch
+        norms.append(np.sqrt((dw**2).sum() + (db**2).sum()))
+        w, b = w - rate * dw, b - rate * db
+    return norms
+
+
 def test_each_step_records_the_norm_of_the_gradient_it_applied():
     """A linear model under mean squared error: dL/dW = 2 x^T (xW + b - y) / n
     and dL/db = 2 sum(xW + b - y) / n, computed by hand from the weights
@@ -39,13 +54,7 @@ def test_each_step_records_the_norm_of_the_gradient_it_applied():
     w, b = (np.array(v, "float64") for v in model.get_weights())
     x, y = data()
     cb = watched_fit(model, x, y, batch_size=10, options=INTERNALS)
-    expected = []
-    for start in range(0, 40, 10):
-        xb, yb = x[start : start + 10].astype("float64"), y[start : start + 10]
-        residual = xb @ w + b - yb
-        dw, db = 2 * xb.T @ residual / 10, 2 * residual.sum(0) / 10
-        expected.append(np.sqrt((dw**2).sum() + (db**2).sum()))
-        w, b = w - 0.05 * dw, b - 0.05 * db
+    expected = sgd_gradient_norms(x, y, w, b)
     train = cb.history[cb.history["phase"] == "train"]
     np.testing.assert_allclose(train["grad:linear"], expected, rtol=1e-4)
     np.testing.assert_allclose(train["learning_rate"], 0.05, rtol=1e-6)
@@ -223,12 +232,6 @@ def test_a_model_built_in_its_first_step_records_the_hand_computed_norms():
     x, y = data()
     cb = watched_fit(model, x, y, batch_size=10, options=INTERNALS)
     w, b = np.full((4, 1), 0.1), np.zeros(1)
-    expected = []
-    for start in range(0, 40, 10):
-        xb, yb = x[start : start + 10].astype("float64"), y[start : start + 10]
-        residual = xb @ w + b - yb
-        dw, db = 2 * xb.T @ residual / 10, 2 * residual.sum(0) / 10
-        expected.append(np.sqrt((dw**2).sum() + (db**2).sum()))
-        w, b = w - 0.05 * dw, b - 0.05 * db
+    expected = sgd_gradient_norms(x, y, w, b)
     train = cb.history[cb.history["phase"] == "train"]
     np.testing.assert_allclose(train["grad:linear"], expected, rtol=1e-4)

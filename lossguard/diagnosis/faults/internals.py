@@ -25,11 +25,13 @@ on every position of every sample of the batch, and how many samples):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 
 from lossguard.diagnosis.faults.format import num, pct
+from lossguard.diagnosis.faults.telltales import end_medians
 from lossguard.diagnosis.registry import fault
 from lossguard.diagnosis.statistics.internals import (
     DEAD_SHARE,
@@ -83,10 +85,14 @@ DEAD_UNITS = fault(
 )
 
 
+def _named(batch, stat) -> list:
+    """The layers a prefixed statistic has columns for, in the row's order."""
+    return [key[len(stat.name) :] for key in batch if key.startswith(stat.name)]
+
+
 def _groups(batch) -> list:
     """The gradient columns' layer names, in the model's order."""
-    prefix = GRADIENT_NORM.name
-    return [key[len(prefix) :] for key in batch if key.startswith(prefix)]
+    return _named(batch, GRADIENT_NORM)
 
 
 def _norms(batch, groups):
@@ -226,8 +232,7 @@ def vanishing_gradients(ctx):
     if usable.sum() < VANISHING_STEPS or not usable[-VANISHING_STEPS:].all():
         return []
     norms, loss = norms[-VANISHING_STEPS:], loss[-VANISHING_STEPS:]
-    early = np.median(loss[:STILL_BATCHES])
-    late = np.median(loss[-STILL_BATCHES:])
+    early, late = end_medians(loss, STILL_BATCHES)
     if not late >= (1 - STILL) * early:
         return []
     medians = np.median(norms, axis=0)
@@ -293,8 +298,7 @@ def _growing(layer, last) -> bool:
     the last `STILL_BATCHES` steps, is over twice its median over the first."""
     with np.errstate(divide="ignore", invalid="ignore"):
         share = layer / last
-    early = np.nanmedian(share[:STILL_BATCHES])
-    late = np.nanmedian(share[-STILL_BATCHES:])
+    early, late = end_medians(share, STILL_BATCHES)
     return bool(late > 2 * early)
 
 
@@ -310,8 +314,7 @@ def _below(ratio) -> str:
 
 # -------------------------------------------------------------------- dead
 def _dead_layers(batch) -> list:
-    prefix = DEAD_SHARE.name
-    return [key[len(prefix) :] for key in batch if key.startswith(prefix)]
+    return _named(batch, DEAD_SHARE)
 
 
 def _mostly_dead(batch, name):
@@ -367,8 +370,6 @@ def dead_units_over_steps(ctx):
 
 
 def _at(finding, **where):
-    import dataclasses
-
     return dataclasses.replace(finding, **where)
 
 

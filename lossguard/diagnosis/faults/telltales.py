@@ -118,8 +118,14 @@ def _leaving(spread, off, k) -> bool:
         measure, floor = spread, 1e-6 / k  # float32 rounding of p near 1/k
     else:
         measure, floor = off, 1e-5  # float32 rounding of a mean near ln k
-    early, late = measure[:GROWTH_BATCHES], measure[-GROWTH_BATCHES:]
-    return bool(np.median(late) > GROWTH * np.median(early) + floor)
+    early, late = end_medians(measure, GROWTH_BATCHES)
+    return bool(late > GROWTH * early + floor)
+
+
+def end_medians(values, n):
+    """(median of the first `n` values, median of the last `n`), NaN left
+    out: how a run's start compares with its end."""
+    return float(np.nanmedian(values[:n])), float(np.nanmedian(values[-n:]))
 
 
 def _at_uniform(loss, spread, k):
